@@ -1,0 +1,9 @@
+//! What `#[derive(Tracked)]` expands to refers to; not public API.
+
+pub use crate::registry::Registration;
+pub use crate::tracked::{Direction, Tracked};
+pub use inventory;
+pub use sea_orm::Value;
+pub use sea_orm::sea_query::Nullable;
+pub use std::vec;
+pub use std::vec::Vec;
