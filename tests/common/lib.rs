@@ -1,1 +1,164 @@
+//! Shared pieces of dbsync's integration tests: fixture entities, a fresh database per test
+//! on each backend, and readable views of the operations log.
+//!
+//! SQLite tests always run. PostgreSQL and MariaDB/MySQL tests run when
+//! `DBSYNC_TEST_POSTGRES` / `DBSYNC_TEST_MYSQL` hold a server URL without a database
+//! (`.ci/run` sets both); otherwise they print why they skip and pass.
 
+pub mod entities;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use std::time::Duration;
+
+/// The databases a test can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Backend {
+    fn env(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("DBSYNC_TEST_POSTGRES"),
+            Backend::MySql => Some("DBSYNC_TEST_MYSQL"),
+        }
+    }
+}
+
+fn options(url: String) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url);
+    // No idle reaper: sqlx 0.9's can spin at 100% CPU once many pools were opened
+    // (rust-ecosystem.md section 8), and a test suite opens many.
+    options
+        .max_connections(8)
+        .idle_timeout(None::<Duration>)
+        .max_lifetime(None::<Duration>)
+        .sqlx_logging(false);
+    options
+}
+
+/// A new, empty database named after the test, or `None` (with the reason printed) when the
+/// backend is not configured. SQLite databases are files in the system temp folder, so that
+/// several connections see the same data, as in an application.
+pub async fn fresh_db(backend: Backend, name: &str) -> Option<DatabaseConnection> {
+    // MySQL allows 64 characters in a database name: long test names keep a hash suffix.
+    let mut name = format!("dbsync_{}", name.replace([':', '-'], "_"));
+    if name.len() > 60 {
+        let hash = name
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        name = format!("{}_{hash:08x}", &name[..50]);
+    }
+    let url = match backend {
+        Backend::Sqlite => {
+            let path = std::env::temp_dir().join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+        _ => {
+            let var = backend.env().expect("server backends have a variable");
+            let Ok(base) = std::env::var(var) else {
+                eprintln!("skipped on {backend:?}: set {var} to a server URL to run it");
+                return None;
+            };
+            let base = base.trim_end_matches('/').to_owned();
+            let admin = Database::connect(options(match backend {
+                Backend::Postgres => format!("{base}/postgres"),
+                _ => base.clone(),
+            }))
+            .await
+            .expect("connect to the test server");
+            let drop = match backend {
+                Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                _ => format!("DROP DATABASE IF EXISTS {name}"),
+            };
+            admin.execute_unprepared(&drop).await.expect("drop test db");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test db");
+            admin.close().await.expect("close admin connection");
+            format!("{base}/{name}")
+        }
+    };
+    Some(Database::connect(options(url)).await.expect("connect"))
+}
+
+/// Creates the fixture tables with SeaORM's schema builder, as an application would.
+pub async fn create_fixture_tables(db: &DatabaseConnection) {
+    use entities::*;
+    db.get_schema_builder()
+        .register(city::Entity)
+        .register(person::Entity)
+        .register(pet::Entity)
+        .register(house::Entity)
+        .register(tag::Entity)
+        .register(every_type::Entity)
+        .apply(db)
+        .await
+        .expect("create fixture tables");
+}
+
+/// A fresh database with the fixture tables and dbsync installed.
+pub async fn tracked_db(backend: Backend, name: &str) -> Option<DatabaseConnection> {
+    let db = fresh_db(backend, name).await?;
+    create_fixture_tables(&db).await;
+    dbsync::create_all(&db).await.expect("create_all");
+    Some(db)
+}
+
+/// The raw log as `(table, row_id, command letter)`, oldest first.
+pub async fn log(db: &impl ConnectionTrait) -> Vec<(String, i64, &'static str)> {
+    let registry = dbsync::Registry::global();
+    dbsync::unsynced_operations(db)
+        .await
+        .expect("read log")
+        .into_iter()
+        .map(|op| {
+            let table = registry
+                .by_content_type(op.content_type_id)
+                .map_or("?".to_owned(), |t| t.name.clone());
+            (table, op.row_id, op.command.letter())
+        })
+        .collect()
+}
+
+/// Builds the expected log from `(table, row_id, letter)` literals.
+pub fn ops(expected: &[(&str, i64, &'static str)]) -> Vec<(String, i64, &'static str)> {
+    expected
+        .iter()
+        .map(|&(t, id, c)| (t.to_owned(), id, c))
+        .collect()
+}
+
+/// The backend of a connection, for tests whose expectations differ per database.
+pub fn backend_of(db: &impl ConnectionTrait) -> Backend {
+    match db.get_database_backend() {
+        DbBackend::Sqlite => Backend::Sqlite,
+        DbBackend::Postgres => Backend::Postgres,
+        _ => Backend::MySql,
+    }
+}
+
+/// Runs one async scenario on each backend as its own test.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::Backend;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() { super::$name(Backend::Sqlite, concat!(stringify!($name), "_sqlite")).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() { super::$name(Backend::Postgres, concat!(stringify!($name), "_pg")).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mysql() { super::$name(Backend::MySql, concat!(stringify!($name), "_my")).await }
+            }
+        )*
+    };
+}

@@ -54,7 +54,9 @@ pub(super) fn install(table: &TableInfo, captured: &Registry) -> Vec<String> {
     let pk = q(&table.primary_key);
     let ct = table.content_type_id;
     let same: Vec<String> = value_columns(table)
-        .map(|c| format!("OLD.{0} <=> NEW.{0}", q(&c.name)))
+        // BINARY: under MySQL's default case-insensitive collations 'Ann' = 'ANN', and a
+        // case-only edit would otherwise go unrecorded.
+        .map(|c| format!("BINARY OLD.{0} <=> BINARY NEW.{0}", q(&c.name)))
         .collect();
     let same = if same.is_empty() {
         "TRUE".to_owned()
