@@ -1,0 +1,17 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, dbsync::Tracked)]
+#[sea_orm(table_name = "item")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub a: i32,
+    #[sea_orm(primary_key)]
+    pub b: i32,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[derive(dbsync::Tracked)]
+pub enum Model {
+    A,
+}
+
+fn main() {}

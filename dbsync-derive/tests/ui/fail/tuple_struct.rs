@@ -1,0 +1,4 @@
+#[derive(dbsync::Tracked)]
+pub struct Model(i32);
+
+fn main() {}
