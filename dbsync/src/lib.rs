@@ -19,7 +19,7 @@
 //!
 //! # Example
 //!
-//! ```
+//! ```standalone_crate
 //! mod city {
 //!     use sea_orm::entity::prelude::*;
 //!

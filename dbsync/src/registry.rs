@@ -30,7 +30,7 @@ inventory::collect!(Registration);
 /// [`Registry::global`] holds every entity with `#[derive(Tracked)]` linked into the program;
 /// build one by hand with [`Registry::new`] and [`Registry::register`] to track a subset.
 ///
-/// ```
+/// ```standalone_crate
 /// # use sea_orm::entity::prelude::*;
 /// # mod city {
 /// #     use sea_orm::entity::prelude::*;

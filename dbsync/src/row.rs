@@ -29,7 +29,7 @@ pub type Row = serde_json::Map<String, Json>;
 
 /// Encodes a model as a [`Row`].
 ///
-/// ```
+/// ```standalone_crate
 /// # mod city {
 /// #     use sea_orm::entity::prelude::*;
 /// #     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, dbsync::Tracked)]

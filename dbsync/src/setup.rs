@@ -23,7 +23,7 @@ pub enum Role {
 /// idempotent, and it reinstalls capture so that columns added by a migration are covered.
 /// It refuses a tracked table that is missing or that could reuse primary keys.
 ///
-/// ```
+/// ```standalone_crate
 /// # mod city {
 /// #     use sea_orm::entity::prelude::*;
 /// #     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, dbsync::Tracked)]

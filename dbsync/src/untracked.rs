@@ -14,7 +14,7 @@ use std::ops::Deref;
 /// Writes made here never reach the server. Applications rarely want that; it exists for
 /// dbsync's own procedures and for local-only fix-ups.
 ///
-/// ```
+/// ```standalone_crate
 /// # mod city {
 /// #     use sea_orm::entity::prelude::*;
 /// #     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, dbsync::Tracked)]

@@ -8,8 +8,7 @@
 use dbsync_tests::create_fixture_tables;
 use dbsync_tests::entities::city;
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, Set,
-    TransactionTrait,
+    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, Set, TransactionTrait,
 };
 use std::time::{Duration, Instant};
 
