@@ -64,6 +64,15 @@ pub enum Error {
         table: String,
     },
 
+    /// A column name that the table does not have.
+    #[error("table `{table}` has no column `{column}`")]
+    UnknownColumn {
+        /// The table.
+        table: String,
+        /// The name as given.
+        column: String,
+    },
+
     /// A row could not be converted to or from its JSON form.
     #[error("row of `{table}`, column `{column}`: {reason}")]
     RowCodec {
@@ -74,6 +83,11 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+
+    /// An operation cannot be applied: it has no row, or its insert collides with a
+    /// different row.
+    #[error("invalid operation: {0}")]
+    InvalidOperation(String),
 
     /// The connected database is not one dbsync supports.
     #[error("unsupported database backend: {0}")]

@@ -57,19 +57,23 @@
 
 #![deny(missing_docs)]
 
+mod apply;
 mod capture;
 mod error;
+pub mod messages;
 mod oplog;
 mod registry;
 mod row;
 mod setup;
 mod table;
+mod table_ops;
 mod tracked;
 mod untracked;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use apply::apply_operations;
 pub use error::{Error, Result};
 pub use oplog::{
     Command, Operation, UnsyncedObject, compress, is_synced, unsynced_objects, unsynced_operations,
@@ -78,6 +82,7 @@ pub use registry::Registry;
 pub use row::{Row, from_row, to_row};
 pub use setup::{Role, create_all, create_all_with, drop_all, drop_all_with};
 pub use table::{ColumnInfo, FkAction, ForeignKey, TableInfo};
+pub use table_ops::{BoxFuture, Inserted, TableOps};
 pub use tracked::{Direction, Tracked};
 pub use untracked::{UntrackedTransaction, begin_untracked};
 

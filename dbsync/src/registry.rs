@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::table::TableInfo;
 use crate::tracked::Tracked;
+use sea_orm::IntoActiveModel;
 use std::sync::OnceLock;
 
 /// One tracked entity, submitted by `#[derive(Tracked)]` at compile time.
@@ -15,7 +16,12 @@ pub struct Registration {
 
 impl Registration {
     /// The registration of entity `E`.
-    pub const fn of<E: Tracked + Default>() -> Self {
+    pub const fn of<E>() -> Self
+    where
+        E: Tracked + Default,
+        E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync,
+        E::ActiveModel: Send + Sync,
+    {
         Registration {
             describe: TableInfo::of::<E>,
         }
@@ -75,7 +81,12 @@ impl Registry {
     }
 
     /// Adds entity `E`.
-    pub fn register<E: Tracked + Default>(self) -> Result<Self> {
+    pub fn register<E>(self) -> Result<Self>
+    where
+        E: Tracked + Default,
+        E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync,
+        E::ActiveModel: Send + Sync,
+    {
         self.insert(TableInfo::of::<E>())
     }
 

@@ -1,9 +1,10 @@
 //! What dbsync knows about one tracked table, read from SeaORM's entity metadata.
 
+use crate::table_ops::{Handle, TableOps};
 use crate::tracked::{Direction, Tracked};
 use sea_orm::sea_query::{ForeignKeyAction, TableRef};
 use sea_orm::{
-    ColumnTrait, ColumnType, DbBackend, IdenStatic, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait,
+    ColumnTrait, ColumnType, DbBackend, IdenStatic, IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait,
     RelationTrait, Schema,
 };
 
@@ -28,6 +29,26 @@ pub struct TableInfo {
     pub unique: Vec<Vec<String>>,
     /// Foreign keys held by this table.
     pub foreign_keys: Vec<ForeignKey>,
+    ops: OpsRef,
+}
+
+/// Makes [`TableInfo`] comparable and printable as metadata: every table of one entity has the
+/// same operations.
+#[derive(Clone, Copy)]
+struct OpsRef(&'static dyn TableOps);
+
+impl PartialEq for OpsRef {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for OpsRef {}
+
+impl std::fmt::Debug for OpsRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableOps")
+    }
 }
 
 /// One column of a tracked table.
@@ -74,7 +95,12 @@ pub enum FkAction {
 
 impl TableInfo {
     /// Reads the metadata of entity `E`.
-    pub fn of<E: Tracked + Default>() -> TableInfo {
+    pub fn of<E>() -> TableInfo
+    where
+        E: Tracked + Default,
+        E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync,
+        E::ActiveModel: Send + Sync,
+    {
         let entity = E::default();
         let primary_key = E::PrimaryKey::iter()
             .next()
@@ -119,7 +145,18 @@ impl TableInfo {
             columns,
             unique,
             foreign_keys,
+            ops: OpsRef(const { &Handle::<E>::NEW }),
         }
+    }
+
+    /// Operations on the table's rows in JSON form, for code that knows the table only by name.
+    pub fn ops(&self) -> &'static dyn TableOps {
+        self.ops.0
+    }
+
+    /// The column named `name`.
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
     }
 }
 

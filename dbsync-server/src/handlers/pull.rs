@@ -1,0 +1,121 @@
+//! `pull`: the server's operations since a node's version, one page at a time.
+
+use super::rows::ship;
+use crate::config::Procedure;
+use crate::error::ServerError;
+use crate::server::{SyncServer, scalar, stamp_pending, statement};
+use dbsync::messages::{LogCursor, PullRequest, PullResponse, Rows, SignedRequest, WireOperation};
+use dbsync::{Command, TableInfo};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Operations per page when the node does not say.
+const DEFAULT_PAGE: u32 = 1_000;
+
+impl SyncServer {
+    /// One page of the operations after the node's version, up to the pull's target version,
+    /// with the current rows they name and every row those reference.
+    #[tracing::instrument(name = "dbsync.pull", skip_all, fields(node_id = request.node_id))]
+    pub async fn handle_pull(&self, request: &SignedRequest) -> Result<PullResponse, ServerError> {
+        let pull: PullRequest = self
+            .authenticate(Procedure::Pull, request, |p: &PullRequest| &p.meta)
+            .await?;
+        stamp_pending(self.db()).await?;
+        let registry = self.inner.registry;
+        let txn = self.db().begin().await?;
+        let latest: i64 = scalar(&txn, "SELECT latest_version FROM dbsync_server_state WHERE id = 1", vec![])
+            .await?
+            .unwrap_or(0);
+        let target = pull.target_version.unwrap_or(latest);
+        if target > latest || pull.base_version > target || pull.base_version < 0 {
+            return Err(ServerError::InvalidOperation(format!(
+                "versions out of range: base {}, target {target}, server {latest}",
+                pull.base_version
+            )));
+        }
+        let page = pull
+            .page_size
+            .unwrap_or(DEFAULT_PAGE)
+            .clamp(1, self.inner.config.max_page_size);
+        let after = pull.after.unwrap_or(LogCursor {
+            version: pull.base_version,
+            seq: i64::MAX,
+        });
+        let found = txn
+            .query_all_raw(statement(
+                txn.get_database_backend(),
+                "SELECT seq, content_type_id, row_id, command, version_id FROM dbsync_operations \
+                 WHERE version_id <= $1 AND (version_id > $2 OR (version_id = $3 AND seq > $4)) \
+                 ORDER BY version_id, seq LIMIT $5",
+                vec![
+                    target.into(),
+                    after.version.into(),
+                    after.version.into(),
+                    after.seq.into(),
+                    i64::from(page + 1).into(),
+                ],
+            ))
+            .await?;
+        let more = found.len() > page as usize;
+        let mut operations = Vec::with_capacity(found.len().min(page as usize));
+        let mut wanted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        let mut last = after;
+        for row in found.iter().take(page as usize) {
+            let seq: i64 = row.try_get_by_index(0)?;
+            let ct: i64 = row.try_get_by_index(1)?;
+            let row_id: i64 = row.try_get_by_index(2)?;
+            let letter: String = row.try_get_by_index(3)?;
+            last = LogCursor {
+                version: row.try_get_by_index(4)?,
+                seq,
+            };
+            let Some(info) = u32::try_from(ct).ok().and_then(|ct| registry.by_content_type(ct)) else {
+                continue;
+            };
+            let Some(command) = Command::from_letter(&letter) else { continue };
+            if !info.direction.pulls() {
+                continue;
+            }
+            if command != Command::Delete {
+                wanted.entry(info.name.clone()).or_default().insert(row_id);
+            }
+            operations.push(WireOperation {
+                table: info.name.clone(),
+                row_id,
+                command,
+            });
+        }
+        let rows = ship(&txn, registry, wanted, Rows::new()).await?;
+        let max_ids = if pull.after.is_none() {
+            max_ids(&txn, registry.tables()).await?
+        } else {
+            BTreeMap::new()
+        };
+        txn.commit().await?;
+        Ok(PullResponse {
+            target_version: target,
+            operations,
+            rows,
+            next: more.then_some(last),
+            max_ids,
+        })
+    }
+}
+
+async fn max_ids<C: ConnectionTrait>(db: &C, tables: &[TableInfo]) -> Result<BTreeMap<String, i64>, ServerError> {
+    let mut out = BTreeMap::new();
+    for info in tables.iter().filter(|t| t.direction.pulls()) {
+        let (q, pk) = quote(db, &info.name, &info.primary_key);
+        let max: Option<i64> = scalar(db, &format!("SELECT MAX({pk}) FROM {q}"), vec![]).await?;
+        out.insert(info.name.clone(), max.unwrap_or(0));
+    }
+    Ok(out)
+}
+
+fn quote<C: ConnectionTrait>(db: &C, table: &str, column: &str) -> (String, String) {
+    let q = |name: &str| match db.get_database_backend() {
+        sea_orm::DbBackend::MySql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    };
+    (q(table), q(column))
+}

@@ -1,0 +1,138 @@
+//! `push`: apply a node's operations in one transaction and record one new version.
+
+use crate::config::Procedure;
+use crate::error::ServerError;
+use crate::server::{SyncServer, lock_latest, scalar, set_latest, stamp_pending};
+use dbsync::messages::{PushRequest, PushResponse, SignedRequest, WireOperation};
+use dbsync::{Command, Registry};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use std::collections::HashSet;
+
+/// Operations logged per multi-row insert.
+const LOG_BATCH: usize = 500;
+
+impl SyncServer {
+    /// Accepts a push if the node has the server's latest version: applies its operations in
+    /// an order the foreign keys accept, in one transaction, without logging them as server
+    /// writes, and records them under one new version. A push whose id was applied before is
+    /// answered with that version and applies nothing.
+    #[tracing::instrument(name = "dbsync.push", skip_all, fields(node_id = request.node_id))]
+    pub async fn handle_push(&self, request: &SignedRequest) -> Result<PushResponse, ServerError> {
+        let push: PushRequest = self
+            .authenticate(Procedure::Push, request, |p: &PushRequest| &p.meta)
+            .await?;
+        if push.push_id.is_empty() || push.push_id.len() > 64 {
+            return Err(ServerError::Malformed("push_id must have 1 to 64 characters".into()));
+        }
+        let registry = self.inner.registry;
+        check_operations(registry, &push.operations)?;
+        stamp_pending(self.db()).await?;
+
+        let txn = dbsync::begin_untracked(self.db()).await?;
+        let latest = lock_latest(&txn).await?;
+        let node_id = push.meta.node_id;
+        let known: Option<i64> = scalar(
+            &*txn,
+            "SELECT version_id FROM dbsync_versions WHERE node_id = $1 AND push_id = $2",
+            vec![node_id.into(), push.push_id.clone().into()],
+        )
+        .await?;
+        if let Some(version) = known {
+            txn.rollback().await?;
+            tracing::info!(version, "push retried: answered from its first attempt");
+            return Ok(PushResponse {
+                new_version: version,
+                replayed: true,
+            });
+        }
+        if push.base_version != latest {
+            return Err(ServerError::PullRequired {
+                node: push.base_version,
+                server: latest,
+            });
+        }
+        if let Some(hook) = &self.inner.before_push {
+            hook(&txn, &push, None).await.map_err(ServerError::Unauthorized)?;
+        }
+        dbsync::apply_operations(&txn, registry, &push.operations, &push.rows).await?;
+        let version = latest + 1;
+        set_latest(&txn, version, Some(node_id), Some(&push.push_id)).await?;
+        log_operations(&txn, registry, &push.operations, version).await?;
+        if let Some(hook) = &self.inner.after_push {
+            hook(&txn, &push, Some(version)).await.map_err(ServerError::Unauthorized)?;
+        }
+        txn.commit().await?;
+        tracing::info!(version, operations = push.operations.len(), "push accepted");
+        self.prune_nonces().await?;
+        Ok(PushResponse {
+            new_version: version,
+            replayed: false,
+        })
+    }
+}
+
+/// Refuses what no transaction should start for: an empty push, unknown or pull-only
+/// tables, and two operations on one row (a node sends each row's net change once).
+fn check_operations(registry: &Registry, operations: &[WireOperation]) -> Result<(), ServerError> {
+    if operations.is_empty() {
+        return Err(ServerError::InvalidOperation("the push has no operations".into()));
+    }
+    let mut seen = HashSet::with_capacity(operations.len());
+    for op in operations {
+        let info = registry
+            .table(&op.table)
+            .ok_or_else(|| ServerError::InvalidOperation(format!("unknown table `{}`", op.table)))?;
+        if !info.direction.pushes() {
+            return Err(ServerError::InvalidOperation(format!(
+                "table `{}` is pull-only: nodes cannot push to it",
+                op.table
+            )));
+        }
+        if !seen.insert((op.table.as_str(), op.row_id)) {
+            return Err(ServerError::InvalidOperation(format!(
+                "two operations on `{}` {}",
+                op.table, op.row_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Records the push's operations under `version`, for the other nodes to pull.
+async fn log_operations(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    operations: &[WireOperation],
+    version: i64,
+) -> Result<(), ServerError> {
+    let backend = txn.get_database_backend();
+    for chunk in operations.chunks(LOG_BATCH) {
+        let mut sql = String::from(
+            "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) VALUES ",
+        );
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4);
+        for (i, op) in chunk.iter().enumerate() {
+            let ct = registry.table(&op.table).map_or(0, |t| t.content_type_id);
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            if backend == DbBackend::Postgres {
+                let n = i * 4;
+                sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+            } else {
+                sql.push_str("(?, ?, ?, ?)");
+            }
+            values.push(i64::from(ct).into());
+            values.push(op.row_id.into());
+            values.push(letter(op.command).into());
+            values.push(version.into());
+        }
+        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    }
+    Ok(())
+}
+
+fn letter(command: Command) -> &'static str {
+    command.letter()
+}

@@ -1,0 +1,102 @@
+//! `repair`: the server's full state, one page at a time.
+
+use super::rows::ship;
+use crate::config::Procedure;
+use crate::error::ServerError;
+use crate::server::{SyncServer, scalar, stamp_pending};
+use dbsync::messages::{RepairCursor, RepairRequest, RepairResponse, Rows, SignedRequest};
+use sea_orm::TransactionTrait;
+use std::collections::BTreeMap;
+
+/// Rows per page when the node does not say.
+const DEFAULT_PAGE: u32 = 2_000;
+
+impl SyncServer {
+    /// One page of every pulled table's rows, tables parents first and rows in key order,
+    /// with the rows they reference. The first page fixes the snapshot's version: pulling
+    /// from it afterwards brings whatever changed while the pages were read.
+    #[tracing::instrument(name = "dbsync.repair", skip_all, fields(node_id = request.node_id))]
+    pub async fn handle_repair(&self, request: &SignedRequest) -> Result<RepairResponse, ServerError> {
+        let repair: RepairRequest = self
+            .authenticate(Procedure::Repair, request, |r: &RepairRequest| &r.meta)
+            .await?;
+        stamp_pending(self.db()).await?;
+        let tables: Vec<&dbsync::TableInfo> = self
+            .inner
+            .registry
+            .tables()
+            .iter()
+            .filter(|t| t.direction.pulls())
+            .collect();
+        let txn = self.db().begin().await?;
+        let snapshot_version = match repair.snapshot_version {
+            Some(v) => v,
+            None => scalar(&txn, "SELECT latest_version FROM dbsync_server_state WHERE id = 1", vec![])
+                .await?
+                .unwrap_or(0),
+        };
+        let page = repair
+            .page_size
+            .unwrap_or(DEFAULT_PAGE)
+            .clamp(1, self.inner.config.max_page_size);
+        let (index, after_id) = match &repair.after {
+            None => (0, 0),
+            Some(cursor) => {
+                let index = tables
+                    .iter()
+                    .position(|t| t.name == cursor.table)
+                    .ok_or_else(|| ServerError::InvalidOperation(format!("unknown table `{}`", cursor.table)))?;
+                (index, cursor.after_id)
+            }
+        };
+        let mut rows = Rows::new();
+        let mut next = None;
+        if let Some(info) = tables.get(index) {
+            let found = info.ops().page(&txn, after_id, u64::from(page)).await?;
+            let last = found
+                .last()
+                .and_then(|r| r.get(&info.primary_key)?.as_i64());
+            next = match (found.len() == page as usize, last) {
+                (true, Some(last)) => Some(RepairCursor {
+                    table: info.name.clone(),
+                    after_id: last,
+                }),
+                _ => tables.get(index + 1).map(|t| RepairCursor {
+                    table: t.name.clone(),
+                    after_id: 0,
+                }),
+            };
+            rows.insert(info.name.clone(), found);
+        }
+        let wanted = BTreeMap::new();
+        let rows = ship(&txn, self.inner.registry, wanted, rows).await?;
+        let rows = with_parents(&txn, self.inner.registry, rows).await?;
+        txn.commit().await?;
+        Ok(RepairResponse {
+            snapshot_version,
+            rows,
+            next,
+        })
+    }
+}
+
+/// Adds the rows that the page's rows reference.
+async fn with_parents(
+    txn: &sea_orm::DatabaseTransaction,
+    registry: &dbsync::Registry,
+    rows: Rows,
+) -> Result<Rows, ServerError> {
+    let mut wanted: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    for (table, list) in &rows {
+        let Some(info) = registry.table(table) else { continue };
+        for fk in &info.foreign_keys {
+            let [column] = &fk.columns[..] else { continue };
+            for row in list {
+                if let Some(id) = row.get(column).and_then(serde_json::Value::as_i64) {
+                    wanted.entry(fk.to_table.clone()).or_default().insert(id);
+                }
+            }
+        }
+    }
+    ship(txn, registry, wanted, rows).await
+}

@@ -1,0 +1,66 @@
+//! Collecting the rows a message ships: the rows named by operations, and every row they
+//! reference, so that a node can write them without breaking a foreign key even when the
+//! server changed since the operations were logged.
+
+use crate::error::ServerError;
+use dbsync::messages::Rows;
+use dbsync::{Registry, Row};
+use sea_orm::DatabaseTransaction;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Fetches the current rows for `wanted` (table to keys) and the transitive closure of the
+/// rows they reference in pulled tables. Keys whose row is gone are skipped: a later delete
+/// operation tells the node.
+pub(crate) async fn ship(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    wanted: BTreeMap<String, BTreeSet<i64>>,
+    mut rows: Rows,
+) -> Result<Rows, ServerError> {
+    let mut shipped: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for (table, list) in &rows {
+        if let Some(info) = registry.table(table) {
+            let keys = shipped.entry(table.clone()).or_default();
+            keys.extend(list.iter().filter_map(|r| r.get(&info.primary_key)?.as_i64()));
+        }
+    }
+    let mut pending = wanted;
+    while !pending.is_empty() {
+        let mut next: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        for (table, keys) in pending {
+            let Some(info) = registry.table(&table) else { continue };
+            let done = shipped.entry(table.clone()).or_default();
+            let ids: Vec<i64> = keys.into_iter().filter(|id| done.insert(*id)).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let found = info.ops().fetch(txn, &ids).await?;
+            for row in &found {
+                references(registry, info, row, &mut next);
+            }
+            rows.entry(table).or_default().extend(found);
+        }
+        pending = next;
+    }
+    Ok(rows)
+}
+
+/// Adds to `out` the rows `row` references through single-column foreign keys to pulled
+/// tables.
+fn references(
+    registry: &Registry,
+    info: &dbsync::TableInfo,
+    row: &Row,
+    out: &mut BTreeMap<String, BTreeSet<i64>>,
+) {
+    for fk in &info.foreign_keys {
+        let [column] = &fk.columns[..] else { continue };
+        let Some(parent) = registry.table(&fk.to_table) else { continue };
+        if !parent.direction.pulls() || fk.to_columns.first() != Some(&parent.primary_key) {
+            continue;
+        }
+        if let Some(id) = row.get(column).and_then(serde_json::Value::as_i64) {
+            out.entry(parent.name.clone()).or_default().insert(id);
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! [`SyncServer`]: the database, the registry, the limits and the hooks every handler uses.
+
+use crate::config::{AuthorizeHook, Procedure, PushHook, RequestInfo, ServerConfig};
+use crate::error::ServerError;
+use crate::schema;
+use dbsync::messages::{PROTOCOL_VERSION, RequestMeta, SignedRequest, now_millis, verify};
+use dbsync::{Registry, Role};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait,
+};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// The server side of dbsync: one value, cheap to clone, that adapters hold in their state.
+///
+/// It keeps no state of its own between requests: versions, nodes and nonces live in the
+/// database, so several processes can serve one PostgreSQL database.
+#[derive(Clone)]
+pub struct SyncServer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) registry: &'static Registry,
+    pub(crate) config: ServerConfig,
+    pub(crate) authorize: Option<AuthorizeHook>,
+    pub(crate) before_push: Option<PushHook>,
+    pub(crate) after_push: Option<PushHook>,
+}
+
+impl std::fmt::Debug for SyncServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncServer")
+            .field("backend", &self.inner.db.get_database_backend())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncServer {
+    /// A server over `db` for every tracked entity of the program, with default limits.
+    pub fn new(db: DatabaseConnection) -> Self {
+        SyncServer::builder(db).build()
+    }
+
+    /// A [`SyncServerBuilder`] to set limits, hooks or an explicit registry.
+    pub fn builder(db: DatabaseConnection) -> SyncServerBuilder {
+        SyncServerBuilder {
+            inner: Inner {
+                db,
+                registry: Registry::global(),
+                config: ServerConfig::default(),
+                authorize: None,
+                before_push: None,
+                after_push: None,
+            },
+        }
+    }
+
+    /// Creates dbsync's server tables and installs change capture on every tracked table, so
+    /// that the application's own writes on the server reach the nodes too. Idempotent: run
+    /// it on every start, after the application's migrations.
+    pub async fn setup(&self) -> Result<(), ServerError> {
+        let db = &self.inner.db;
+        dbsync::create_all_with(db, self.inner.registry, Role::Server).await?;
+        let backend = db.get_database_backend();
+        for sql in schema::statements(backend) {
+            db.execute_unprepared(sql).await?;
+        }
+        if backend == DbBackend::MySql {
+            let exists: Option<i64> = scalar(
+                db,
+                "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() \
+                 AND TABLE_NAME = 'dbsync_operations' AND INDEX_NAME = 'dbsync_operations_version'",
+                vec![],
+            )
+            .await?;
+            if exists.unwrap_or(0) == 0 {
+                db.execute_unprepared(schema::MYSQL_VERSION_INDEX).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// The server's latest version.
+    pub async fn latest_version(&self) -> Result<i64, ServerError> {
+        stamp_pending(&self.inner.db).await?;
+        Ok(scalar(&self.inner.db, "SELECT latest_version FROM dbsync_server_state WHERE id = 1", vec![])
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Checks a signed request and decodes its body: size, node, signature, protocol,
+    /// timestamp, nonce, then the authorization hook.
+    pub(crate) async fn authenticate<T>(
+        &self,
+        procedure: Procedure,
+        request: &SignedRequest,
+        meta: impl Fn(&T) -> &RequestMeta,
+    ) -> Result<T, ServerError>
+    where
+        T: DeserializeOwned,
+    {
+        let limit = self.inner.config.max_body_bytes;
+        if request.body.len() > limit {
+            return Err(ServerError::TooLarge {
+                size: request.body.len(),
+                limit,
+            });
+        }
+        let db = &self.inner.db;
+        let secret: Option<String> = scalar(
+            db,
+            "SELECT secret FROM dbsync_nodes WHERE node_id = $1",
+            vec![request.node_id.into()],
+        )
+        .await?;
+        let secret = secret.ok_or(ServerError::UnknownNode(request.node_id))?;
+        if !verify(&secret, &request.body, &request.signature) {
+            return Err(ServerError::BadSignature);
+        }
+        let message: T = parse(&request.body)?;
+        let meta = meta(&message);
+        check_protocol(meta.protocol)?;
+        if meta.node_id != request.node_id {
+            return Err(ServerError::BadSignature);
+        }
+        let now = now_millis();
+        let window = i64::try_from(self.inner.config.replay_window.as_millis()).unwrap_or(i64::MAX);
+        if (now - meta.timestamp).abs() > window {
+            return Err(ServerError::Replayed(format!(
+                "timestamp {} is more than {} ms from the server's clock {now}",
+                meta.timestamp, window
+            )));
+        }
+        if meta.nonce.is_empty() || meta.nonce.len() > 64 {
+            return Err(ServerError::Malformed("nonce must have 1 to 64 characters".into()));
+        }
+        let recorded = db
+            .execute_raw(statement(
+                db.get_database_backend(),
+                "INSERT INTO dbsync_nonces (node_id, nonce, created_at) VALUES ($1, $2, $3)",
+                vec![request.node_id.into(), meta.nonce.clone().into(), now.into()],
+            ))
+            .await;
+        if let Err(err) = recorded {
+            return Err(match err.sql_err() {
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                    ServerError::Replayed("nonce already used".into())
+                }
+                _ => err.into(),
+            });
+        }
+        self.authorize(procedure, Some(request.node_id), &meta.extra_data)?;
+        Ok(message)
+    }
+
+    pub(crate) fn authorize(
+        &self,
+        procedure: Procedure,
+        node_id: Option<i64>,
+        extra_data: &serde_json::Value,
+    ) -> Result<(), ServerError> {
+        match &self.inner.authorize {
+            Some(hook) => hook(&RequestInfo {
+                procedure,
+                node_id,
+                extra_data,
+            })
+            .map_err(ServerError::Unauthorized),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets nonces older than twice the replay window: requests that old are refused by
+    /// their timestamp anyway.
+    pub(crate) async fn prune_nonces(&self) -> Result<(), ServerError> {
+        let db = &self.inner.db;
+        let window = i64::try_from(self.inner.config.replay_window.as_millis()).unwrap_or(i64::MAX / 4);
+        db.execute_raw(statement(
+            db.get_database_backend(),
+            "DELETE FROM dbsync_nonces WHERE created_at < $1",
+            vec![(now_millis() - 2 * window).into()],
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
+/// Builds a [`SyncServer`].
+pub struct SyncServerBuilder {
+    inner: Inner,
+}
+
+impl std::fmt::Debug for SyncServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncServerBuilder").finish_non_exhaustive()
+    }
+}
+
+impl SyncServerBuilder {
+    /// Serves the tables of `registry` instead of every tracked entity of the program.
+    pub fn registry(mut self, registry: &'static Registry) -> Self {
+        self.inner.registry = registry;
+        self
+    }
+
+    /// Sets the limits.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.inner.config = config;
+        self
+    }
+
+    /// Decides, per request, whether a node (or, for `register`, anyone) may proceed.
+    pub fn authorize(mut self, hook: impl Fn(&RequestInfo<'_>) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        self.inner.authorize = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs inside each push's transaction before its operations are applied.
+    pub fn before_push(mut self, hook: PushHook) -> Self {
+        self.inner.before_push = Some(hook);
+        self
+    }
+
+    /// Runs inside each push's transaction after its operations are applied, with the new
+    /// version.
+    pub fn after_push(mut self, hook: PushHook) -> Self {
+        self.inner.after_push = Some(hook);
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> SyncServer {
+        SyncServer {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServerError> {
+    serde_json::from_slice(body).map_err(|err| ServerError::Malformed(err.to_string()))
+}
+
+pub(crate) fn check_protocol(client: u32) -> Result<(), ServerError> {
+    if client != PROTOCOL_VERSION {
+        return Err(ServerError::ProtocolMismatch {
+            client,
+            server: PROTOCOL_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// A statement written with `$n` placeholders, rewritten for backends that use `?`.
+pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let sql = if backend == DbBackend::Postgres {
+        sql.to_owned()
+    } else {
+        let mut out = String::with_capacity(sql.len());
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                while chars.peek().is_some_and(char::is_ascii_digit) {
+                    chars.next();
+                }
+                out.push('?');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The first column of the first row, `None` for no row or `NULL`.
+pub(crate) async fn scalar<T: sea_orm::TryGetable, C: ConnectionTrait>(
+    db: &C,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<Option<T>, ServerError> {
+    let row = db
+        .query_one_raw(statement(db.get_database_backend(), sql, values))
+        .await?;
+    match row {
+        Some(row) => Ok(row.try_get_by_index::<Option<T>>(0)?),
+        None => Ok(None),
+    }
+}
+
+/// Locks the version counter for the rest of `txn` and returns the latest version. Every
+/// version assignment goes through here, so concurrent pushes, from any number of server
+/// processes, get consecutive versions in commit order.
+pub(crate) async fn lock_latest(txn: &DatabaseTransaction) -> Result<i64, ServerError> {
+    let sql = match txn.get_database_backend() {
+        // SQLite locks the whole database for the first write; take it at once.
+        DbBackend::Sqlite => {
+            txn.execute_unprepared("UPDATE dbsync_server_state SET latest_version = latest_version WHERE id = 1")
+                .await?;
+            "SELECT latest_version FROM dbsync_server_state WHERE id = 1"
+        }
+        _ => "SELECT latest_version FROM dbsync_server_state WHERE id = 1 FOR UPDATE",
+    };
+    Ok(scalar(txn, sql, vec![]).await?.unwrap_or(0))
+}
+
+/// Records `version` as the latest.
+pub(crate) async fn set_latest(
+    txn: &DatabaseTransaction,
+    version: i64,
+    node_id: Option<i64>,
+    push_id: Option<&str>,
+) -> Result<(), ServerError> {
+    let backend = txn.get_database_backend();
+    txn.execute_raw(statement(
+        backend,
+        "INSERT INTO dbsync_versions (version_id, node_id, push_id, created_at) VALUES ($1, $2, $3, $4)",
+        vec![version.into(), node_id.into(), push_id.map(str::to_owned).into(), now_millis().into()],
+    ))
+    .await?;
+    txn.execute_raw(statement(
+        backend,
+        "UPDATE dbsync_server_state SET latest_version = $1 WHERE id = 1",
+        vec![version.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Gives the operations the server application's own writes logged (they have no version
+/// yet) a version of their own, so that nodes pull them.
+pub(crate) async fn stamp_pending(db: &DatabaseConnection) -> Result<(), ServerError> {
+    let pending: Option<i64> = scalar(
+        db,
+        "SELECT seq FROM dbsync_operations WHERE version_id IS NULL LIMIT 1",
+        vec![],
+    )
+    .await?;
+    if pending.is_none() {
+        return Ok(());
+    }
+    let txn = db.begin().await?;
+    let latest = lock_latest(&txn).await?;
+    let version = latest + 1;
+    let stamped = txn
+        .execute_raw(statement(
+            txn.get_database_backend(),
+            "UPDATE dbsync_operations SET version_id = $1 WHERE version_id IS NULL",
+            vec![version.into()],
+        ))
+        .await?;
+    if stamped.rows_affected() > 0 {
+        set_latest(&txn, version, None, None).await?;
+        txn.commit().await?;
+        tracing::debug!(version, operations = stamped.rows_affected(), "server writes versioned");
+    }
+    Ok(())
+}

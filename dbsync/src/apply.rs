@@ -1,0 +1,142 @@
+//! Applying operations that arrive with their rows, in an order foreign keys accept.
+
+use crate::error::{Error, Result};
+use crate::messages::{Rows, WireOperation};
+use crate::oplog::Command;
+use crate::registry::Registry;
+use crate::row::Row;
+use crate::table::TableInfo;
+use crate::table_ops::{Inserted, row_id};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
+use std::collections::HashMap;
+
+/// Lets foreign keys be violated until commit where the database allows it (SQLite), so that
+/// rows can be written in any order within the transaction.
+pub(crate) async fn defer_foreign_keys(txn: &DatabaseTransaction) -> Result<()> {
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("PRAGMA defer_foreign_keys = ON").await?;
+    }
+    Ok(())
+}
+
+/// Indexes `rows` by table and primary key, checking every table name.
+pub(crate) fn index_rows<'r>(
+    registry: &Registry,
+    rows: &'r Rows,
+) -> Result<HashMap<(&'r str, i64), &'r Row>> {
+    let mut index = HashMap::new();
+    for (table, list) in rows {
+        let info = registry
+            .table(table)
+            .ok_or_else(|| Error::UnknownTable { table: table.clone() })?;
+        for row in list {
+            let id = row_id(row, &info.primary_key).map_err(|e| with_table(e, table))?;
+            index.insert((table.as_str(), id), row);
+        }
+    }
+    Ok(index)
+}
+
+fn with_table(err: Error, table: &str) -> Error {
+    match err {
+        Error::RowCodec { column, reason, .. } => Error::RowCodec {
+            table: table.to_owned(),
+            column,
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// Applies pushed operations on the server: deletes children first, then inserts and
+/// updates parents first. An insert whose key holds a different row is refused; an update
+/// of a missing row re-creates it; a delete of a missing row is no error.
+pub async fn apply_operations(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    operations: &[WireOperation],
+    rows: &Rows,
+) -> Result<()> {
+    let index = index_rows(registry, rows)?;
+    let mut by_table: HashMap<&str, Vec<&WireOperation>> = HashMap::new();
+    for op in operations {
+        let info = registry.table(&op.table).ok_or_else(|| Error::UnknownTable {
+            table: op.table.clone(),
+        })?;
+        if op.command != Command::Delete && !index.contains_key(&(info.name.as_str(), op.row_id)) {
+            return Err(Error::InvalidOperation(format!(
+                "no row for the {:?} of `{}` {}",
+                op.command, op.table, op.row_id
+            )));
+        }
+        by_table.entry(info.name.as_str()).or_default().push(op);
+    }
+    defer_foreign_keys(txn).await?;
+    for info in registry.tables().iter().rev() {
+        let Some(ops) = by_table.get(info.name.as_str()) else { continue };
+        let deletes: Vec<i64> = ops
+            .iter()
+            .filter(|op| op.command == Command::Delete)
+            .map(|op| op.row_id)
+            .collect();
+        info.ops().delete(txn, &deletes).await?;
+    }
+    for info in registry.tables() {
+        let Some(ops) = by_table.get(info.name.as_str()) else { continue };
+        let mut inserted = false;
+        for op in ops.iter().filter(|op| op.command != Command::Delete) {
+            let row = index[&(info.name.as_str(), op.row_id)];
+            if row_id(row, &info.primary_key)? != op.row_id {
+                return Err(Error::InvalidOperation(format!(
+                    "row of `{}` does not match its operation's key {}",
+                    info.name, op.row_id
+                )));
+            }
+            match op.command {
+                Command::Insert => {
+                    inserted = true;
+                    match info.ops().insert(txn, row).await.map_err(|e| with_table(e, &info.name))? {
+                        Inserted::New | Inserted::Identical => {}
+                        Inserted::Conflict => {
+                            return Err(Error::InvalidOperation(format!(
+                                "insert of `{}` {} collides with a different row with that key",
+                                info.name, op.row_id
+                            )));
+                        }
+                    }
+                }
+                _ => {
+                    inserted = true;
+                    info.ops().upsert(txn, row).await.map_err(|e| with_table(e, &info.name))?;
+                }
+            }
+        }
+        if inserted {
+            advance_key_generator(txn, info).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the table's key generator above every key written explicitly. SQLite's
+/// AUTOINCREMENT and MySQL's AUTO_INCREMENT follow explicit keys by themselves; a PostgreSQL
+/// sequence does not, and a later generated key would collide.
+pub(crate) async fn advance_key_generator(txn: &DatabaseTransaction, info: &TableInfo) -> Result<()> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let table = crate::capture::quote(&info.name);
+    let pk = crate::capture::quote(&info.primary_key);
+    let sql = format!(
+        "SELECT setval(s, GREATEST((SELECT COALESCE(MAX({pk}), 0) FROM {table}), \
+         COALESCE(pg_sequence_last_value(s), 0), 1)) \
+         FROM (SELECT pg_get_serial_sequence($1, $2)::regclass AS s) seq WHERE s IS NOT NULL"
+    );
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        vec![table.clone().into(), info.primary_key.clone().into()],
+    ))
+    .await?;
+    Ok(())
+}

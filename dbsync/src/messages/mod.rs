@@ -1,0 +1,253 @@
+//! The messages between a node and the server, shared by `dbsync` (the client) and
+//! `dbsync-server`. JSON on the wire; `docs/protocol.md` describes each one.
+//!
+//! Every request but `register` is signed: the node sends the JSON body with its node id and
+//! an HMAC-SHA256 of the body under its secret ([`sign`]). The body carries a timestamp and a
+//! random nonce, so a captured request cannot be replayed, and the whole body is covered, so
+//! it cannot be altered.
+
+mod signature;
+
+pub use signature::{SignedRequest, sign, verify};
+
+use crate::oplog::Command;
+use crate::row::Row;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The protocol version this build speaks. A server refuses requests of another version with
+/// [`ErrorCode::ProtocolMismatch`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Rows by table name.
+pub type Rows = BTreeMap<String, Vec<Row>>;
+
+/// One operation on the wire: a row of a table and what happened to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireOperation {
+    /// The table.
+    pub table: String,
+    /// The row's primary key.
+    pub row_id: i64,
+    /// What happened.
+    pub command: Command,
+}
+
+/// Fields every signed request carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestMeta {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub protocol: u32,
+    /// The node sending the request; must equal the node the signature is checked for.
+    pub node_id: i64,
+    /// Milliseconds since the Unix epoch when the request was made.
+    pub timestamp: i64,
+    /// A random string, never used twice by a node within the server's replay window.
+    pub nonce: String,
+    /// Application data for the server's authorization hook (tokens, user ids, ...).
+    #[serde(default)]
+    pub extra_data: serde_json::Value,
+}
+
+/// `register`: asks the server for a node id and a secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub protocol: u32,
+    /// Application data for the server's authorization hook.
+    #[serde(default)]
+    pub extra_data: serde_json::Value,
+}
+
+/// The credentials of a new node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The node id.
+    pub node_id: i64,
+    /// The secret that signs the node's requests (hex, 256 bits from a CSPRNG).
+    pub secret: String,
+}
+
+/// `push`: the node's unsynced operations with the rows they need.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// Signature fields.
+    #[serde(flatten)]
+    pub meta: RequestMeta,
+    /// Chosen by the node, kept until the push is acknowledged: a retry with the same id is
+    /// answered with the version the first attempt created, and applies nothing again.
+    pub push_id: String,
+    /// The latest server version the node has; the push is accepted only if it is the
+    /// server's latest.
+    pub base_version: i64,
+    /// Compressed operations, at most one per row.
+    pub operations: Vec<WireOperation>,
+    /// The current row of every insert and update.
+    pub rows: Rows,
+}
+
+/// The answer to an accepted push.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// The version the push created; the node's new latest version.
+    pub new_version: i64,
+    /// True when this push id had been applied before and nothing was applied now.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+/// A position in the server's log: after this version's operation `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCursor {
+    /// The version.
+    pub version: i64,
+    /// The operation's sequence number within the log.
+    pub seq: i64,
+}
+
+/// `pull`: one page of the server's operations since the node's version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// Signature fields.
+    #[serde(flatten)]
+    pub meta: RequestMeta,
+    /// The latest server version the node has (0 for none).
+    pub base_version: i64,
+    /// The version the pull stops at, from the first page's answer; `None` on the first page.
+    #[serde(default)]
+    pub target_version: Option<i64>,
+    /// Where the previous page ended; `None` on the first page.
+    #[serde(default)]
+    pub after: Option<LogCursor>,
+    /// At most this many operations per page (the server may lower it).
+    #[serde(default)]
+    pub page_size: Option<u32>,
+}
+
+/// One page of a pull.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    /// The version the whole pull brings the node to.
+    pub target_version: i64,
+    /// The operations of this page, in log order.
+    pub operations: Vec<WireOperation>,
+    /// The current row of every non-delete operation, and the rows they reference.
+    pub rows: Rows,
+    /// Where to continue, or `None` when this was the last page.
+    pub next: Option<LogCursor>,
+    /// Per table, the largest primary key the server has handed out: a node moving a local
+    /// row out of the way of an incoming one picks a key above it.
+    #[serde(default)]
+    pub max_ids: BTreeMap<String, i64>,
+}
+
+/// A position in a repair snapshot: after this table's row `after_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairCursor {
+    /// The table.
+    pub table: String,
+    /// The last primary key sent.
+    pub after_id: i64,
+}
+
+/// `repair`: one page of the server's full state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepairRequest {
+    /// Signature fields.
+    #[serde(flatten)]
+    pub meta: RequestMeta,
+    /// The version the snapshot starts from, from the first page's answer.
+    #[serde(default)]
+    pub snapshot_version: Option<i64>,
+    /// Where the previous page ended; `None` on the first page.
+    #[serde(default)]
+    pub after: Option<RepairCursor>,
+    /// At most this many rows per page (the server may lower it).
+    #[serde(default)]
+    pub page_size: Option<u32>,
+}
+
+/// One page of a repair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepairResponse {
+    /// The server version the snapshot is at least as new as; the node's version afterwards.
+    pub snapshot_version: i64,
+    /// Rows of this page, with the rows they reference.
+    pub rows: Rows,
+    /// Where to continue, or `None` when this was the last page.
+    pub next: Option<RepairCursor>,
+}
+
+/// `query`: server rows of one table whose columns equal the given values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryRequest {
+    /// Signature fields.
+    #[serde(flatten)]
+    pub meta: RequestMeta,
+    /// The table.
+    pub table: String,
+    /// Column name to value, in row JSON form; all must match.
+    pub filters: Row,
+}
+
+/// The rows a query matched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueryResponse {
+    /// The rows, in primary-key order.
+    pub rows: Vec<Row>,
+    /// True when the server's row limit cut the answer short.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Why the server refused a request, as a client matches on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The body is not a valid message.
+    Malformed,
+    /// The body is larger than the server accepts.
+    TooLarge,
+    /// The client speaks another protocol version.
+    ProtocolMismatch,
+    /// No such node.
+    UnknownNode,
+    /// The signature does not match the body.
+    BadSignature,
+    /// The request was seen before, or its timestamp is outside the replay window.
+    Replayed,
+    /// The authorization hook refused the request.
+    Unauthorized,
+    /// The server has versions the node has not pulled.
+    PullRequired,
+    /// An operation or row cannot be applied (unknown table or column, bad value, a
+    /// conflicting insert).
+    InvalidOperation,
+    /// The server failed.
+    Internal,
+}
+
+/// The JSON body of every error answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// A sentence for humans.
+    pub message: String,
+    /// The server's [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+}
+
+/// A random nonce for [`RequestMeta::nonce`]: 128 bits from the operating system's CSPRNG.
+pub fn nonce() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

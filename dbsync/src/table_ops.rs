@@ -1,0 +1,194 @@
+//! Row operations on a tracked table without its Rust type, so that messages naming tables
+//! by string can be applied: the registry keeps one [`TableOps`] per tracked entity.
+
+use crate::error::{Error, Result};
+use crate::row::{Row, decode, from_row, to_row};
+use crate::tracked::Tracked;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, IdenStatic, IntoActiveModel,
+    Iterable, PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
+};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+/// A boxed future, as object-safe async methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What inserting a row with an explicit key found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// The row was new and is now stored.
+    New,
+    /// A row with this key and these exact values already existed.
+    Identical,
+    /// A different row already has this key.
+    Conflict,
+}
+
+/// Row-level operations on one tracked table, with rows in their JSON form.
+pub trait TableOps: Send + Sync + std::fmt::Debug {
+    /// The rows with these primary keys (missing keys are skipped).
+    fn fetch<'a>(&'a self, db: &'a DatabaseTransaction, ids: &'a [i64]) -> BoxFuture<'a, Result<Vec<Row>>>;
+    /// Up to `limit` rows with a primary key above `after`, in key order.
+    fn page<'a>(&'a self, db: &'a DatabaseTransaction, after: i64, limit: u64) -> BoxFuture<'a, Result<Vec<Row>>>;
+    /// Inserts the row, or updates the row with its primary key.
+    fn upsert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row) -> BoxFuture<'a, Result<()>>;
+    /// Inserts the row if its key is free.
+    fn insert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row) -> BoxFuture<'a, Result<Inserted>>;
+    /// Deletes the rows with these primary keys; absent ones are no error.
+    fn delete<'a>(&'a self, db: &'a DatabaseTransaction, ids: &'a [i64]) -> BoxFuture<'a, Result<()>>;
+    /// The rows whose columns equal every value in `filters` (column name to JSON value).
+    fn query<'a>(&'a self, db: &'a DatabaseTransaction, filters: &'a Row, limit: u64) -> BoxFuture<'a, Result<Vec<Row>>>;
+    /// Checks that a row decodes for this table.
+    fn validate(&self, row: &Row) -> Result<()>;
+}
+
+/// The [`TableOps`] of entity `E`.
+pub(crate) struct Handle<E>(PhantomData<fn() -> E>);
+
+impl<E> Handle<E> {
+    pub(crate) const NEW: Handle<E> = Handle(PhantomData);
+}
+
+impl<E> std::fmt::Debug for Handle<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableOps")
+    }
+}
+
+fn pk_column<E: Tracked>() -> E::Column {
+    E::PrimaryKey::iter()
+        .next()
+        .expect("the derive guarantees one primary key")
+        .into_column()
+}
+
+fn rows<E: Tracked>(models: Vec<E::Model>) -> Vec<Row> {
+    models.iter().map(to_row::<E>).collect()
+}
+
+impl<E: Tracked + Default> TableOps for Handle<E>
+where
+    E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync,
+    E::ActiveModel: Send + Sync,
+{
+    fn fetch<'a>(&'a self, db: &'a DatabaseTransaction, ids: &'a [i64]) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(ids.len());
+            // Bounded IN lists: SQLite refuses more than 32766 parameters per statement.
+            for chunk in ids.chunks(900) {
+                let found = E::find()
+                    .filter(pk_column::<E>().is_in(chunk.iter().copied()))
+                    .all(db)
+                    .await?;
+                out.extend(rows::<E>(found));
+            }
+            Ok(out)
+        })
+    }
+
+    fn page<'a>(&'a self, db: &'a DatabaseTransaction, after: i64, limit: u64) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(async move {
+            let found = E::find()
+                .filter(pk_column::<E>().gt(after))
+                .order_by_asc(pk_column::<E>())
+                .limit(limit)
+                .all(db)
+                .await?;
+            Ok(rows::<E>(found))
+        })
+    }
+
+    fn upsert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let model = from_row::<E>(row)?;
+            let active = model.into_active_model().reset_all();
+            let pk = pk_column::<E>();
+            let others: Vec<E::Column> = E::Column::iter().filter(|c| c.as_str() != pk.as_str()).collect();
+            let mut conflict = OnConflict::column(pk);
+            if others.is_empty() {
+                conflict.do_nothing();
+            } else {
+                conflict.update_columns(others);
+            }
+            match E::insert(active).on_conflict(conflict).exec_without_returning(db).await {
+                Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
+                Err(err) => Err(err.into()),
+            }
+        })
+    }
+
+    fn insert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row) -> BoxFuture<'a, Result<Inserted>> {
+        Box::pin(async move {
+            let model = from_row::<E>(row)?;
+            let id = row_id(row, pk_column::<E>().as_str())?;
+            let existing = self.fetch(db, &[id]).await?;
+            if let Some(existing) = existing.first() {
+                return Ok(if existing == &to_row::<E>(&model) {
+                    Inserted::Identical
+                } else {
+                    Inserted::Conflict
+                });
+            }
+            let active = model.into_active_model().reset_all();
+            E::insert(active).exec_without_returning(db).await?;
+            Ok(Inserted::New)
+        })
+    }
+
+    fn delete<'a>(&'a self, db: &'a DatabaseTransaction, ids: &'a [i64]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for chunk in ids.chunks(900) {
+                E::delete_many()
+                    .filter(pk_column::<E>().is_in(chunk.iter().copied()))
+                    .exec(db)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn query<'a>(&'a self, db: &'a DatabaseTransaction, filters: &'a Row, limit: u64) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(async move {
+            let table = E::default().table_name();
+            let templates = E::column_templates();
+            let mut select = E::find();
+            for (name, json) in filters {
+                let (column, template) = E::Column::iter()
+                    .zip(templates.iter())
+                    .find(|(c, _)| c.as_str() == name)
+                    .ok_or_else(|| Error::UnknownColumn {
+                        table: table.to_owned(),
+                        column: name.clone(),
+                    })?;
+                let value = decode(json, template).map_err(|reason| Error::RowCodec {
+                    table: table.to_owned(),
+                    column: name.clone(),
+                    reason,
+                })?;
+                select = if json.is_null() {
+                    select.filter(column.is_null())
+                } else {
+                    select.filter(column.eq(value))
+                };
+            }
+            let found = select.order_by_asc(pk_column::<E>()).limit(limit).all(db).await?;
+            Ok(rows::<E>(found))
+        })
+    }
+
+    fn validate(&self, row: &Row) -> Result<()> {
+        from_row::<E>(row).map(|_| ())
+    }
+}
+
+/// The integer primary key of a row in JSON form.
+pub(crate) fn row_id(row: &Row, pk: &str) -> Result<i64> {
+    row.get(pk).and_then(serde_json::Value::as_i64).ok_or_else(|| Error::RowCodec {
+        table: String::new(),
+        column: pk.to_owned(),
+        reason: "the primary key is missing or not an integer".to_owned(),
+    })
+}
