@@ -67,7 +67,11 @@ pub type AuthorizeHook = Arc<dyn Fn(&RequestInfo<'_>) -> Result<(), String> + Se
 /// Runs inside a push's transaction, before (`new_version` is `None`) or after its
 /// operations are applied; an `Err` refuses the push and rolls everything back.
 pub type PushHook = Arc<
-    dyn for<'a> Fn(&'a DatabaseTransaction, &'a PushRequest, Option<i64>) -> BoxFuture<'a, Result<(), String>>
+    dyn for<'a> Fn(
+            &'a DatabaseTransaction,
+            &'a PushRequest,
+            Option<i64>,
+        ) -> BoxFuture<'a, Result<(), String>>
         + Send
         + Sync,
 >;

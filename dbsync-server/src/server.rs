@@ -6,7 +6,8 @@ use crate::schema;
 use dbsync::messages::{PROTOCOL_VERSION, RequestMeta, SignedRequest, now_millis, verify};
 use dbsync::{Registry, Role};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
+    TransactionTrait,
 };
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -96,9 +97,13 @@ impl SyncServer {
     /// The server's latest version.
     pub async fn latest_version(&self) -> Result<i64, ServerError> {
         stamp_pending(&self.inner.db).await?;
-        Ok(scalar(&self.inner.db, "SELECT latest_version FROM dbsync_server_state WHERE id = 1", vec![])
-            .await?
-            .unwrap_or(0))
+        Ok(scalar(
+            &self.inner.db,
+            "SELECT latest_version FROM dbsync_server_state WHERE id = 1",
+            vec![],
+        )
+        .await?
+        .unwrap_or(0))
     }
 
     /// Checks a signed request and decodes its body: size, node, signature, protocol,
@@ -145,13 +150,19 @@ impl SyncServer {
             )));
         }
         if meta.nonce.is_empty() || meta.nonce.len() > 64 {
-            return Err(ServerError::Malformed("nonce must have 1 to 64 characters".into()));
+            return Err(ServerError::Malformed(
+                "nonce must have 1 to 64 characters".into(),
+            ));
         }
         let recorded = db
             .execute_raw(statement(
                 db.get_database_backend(),
                 "INSERT INTO dbsync_nonces (node_id, nonce, created_at) VALUES ($1, $2, $3)",
-                vec![request.node_id.into(), meta.nonce.clone().into(), now.into()],
+                vec![
+                    request.node_id.into(),
+                    meta.nonce.clone().into(),
+                    now.into(),
+                ],
             ))
             .await;
         if let Err(err) = recorded {
@@ -187,7 +198,8 @@ impl SyncServer {
     /// their timestamp anyway.
     pub(crate) async fn prune_nonces(&self) -> Result<(), ServerError> {
         let db = &self.inner.db;
-        let window = i64::try_from(self.inner.config.replay_window.as_millis()).unwrap_or(i64::MAX / 4);
+        let window =
+            i64::try_from(self.inner.config.replay_window.as_millis()).unwrap_or(i64::MAX / 4);
         db.execute_raw(statement(
             db.get_database_backend(),
             "DELETE FROM dbsync_nonces WHERE created_at < $1",
@@ -223,7 +235,10 @@ impl SyncServerBuilder {
     }
 
     /// Decides, per request, whether a node (or, for `register`, anyone) may proceed.
-    pub fn authorize(mut self, hook: impl Fn(&RequestInfo<'_>) -> Result<(), String> + Send + Sync + 'static) -> Self {
+    pub fn authorize(
+        mut self,
+        hook: impl Fn(&RequestInfo<'_>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
         self.inner.authorize = Some(Arc::new(hook));
         self
     }
@@ -307,8 +322,10 @@ pub(crate) async fn lock_latest(txn: &DatabaseTransaction) -> Result<i64, Server
     let sql = match txn.get_database_backend() {
         // SQLite locks the whole database for the first write; take it at once.
         DbBackend::Sqlite => {
-            txn.execute_unprepared("UPDATE dbsync_server_state SET latest_version = latest_version WHERE id = 1")
-                .await?;
+            txn.execute_unprepared(
+                "UPDATE dbsync_server_state SET latest_version = latest_version WHERE id = 1",
+            )
+            .await?;
             "SELECT latest_version FROM dbsync_server_state WHERE id = 1"
         }
         _ => "SELECT latest_version FROM dbsync_server_state WHERE id = 1 FOR UPDATE",
@@ -364,7 +381,11 @@ pub(crate) async fn stamp_pending(db: &DatabaseConnection) -> Result<(), ServerE
     if stamped.rows_affected() > 0 {
         set_latest(&txn, version, None, None).await?;
         txn.commit().await?;
-        tracing::debug!(version, operations = stamped.rows_affected(), "server writes versioned");
+        tracing::debug!(
+            version,
+            operations = stamped.rows_affected(),
+            "server writes versioned"
+        );
     }
     Ok(())
 }

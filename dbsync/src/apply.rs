@@ -14,7 +14,8 @@ use std::collections::HashMap;
 /// rows can be written in any order within the transaction.
 pub(crate) async fn defer_foreign_keys(txn: &DatabaseTransaction) -> Result<()> {
     if txn.get_database_backend() == DbBackend::Sqlite {
-        txn.execute_unprepared("PRAGMA defer_foreign_keys = ON").await?;
+        txn.execute_unprepared("PRAGMA defer_foreign_keys = ON")
+            .await?;
     }
     Ok(())
 }
@@ -26,9 +27,9 @@ pub(crate) fn index_rows<'r>(
 ) -> Result<HashMap<(&'r str, i64), &'r Row>> {
     let mut index = HashMap::new();
     for (table, list) in rows {
-        let info = registry
-            .table(table)
-            .ok_or_else(|| Error::UnknownTable { table: table.clone() })?;
+        let info = registry.table(table).ok_or_else(|| Error::UnknownTable {
+            table: table.clone(),
+        })?;
         for row in list {
             let id = row_id(row, &info.primary_key).map_err(|e| with_table(e, table))?;
             index.insert((table.as_str(), id), row);
@@ -60,9 +61,11 @@ pub async fn apply_operations(
     let index = index_rows(registry, rows)?;
     let mut by_table: HashMap<&str, Vec<&WireOperation>> = HashMap::new();
     for op in operations {
-        let info = registry.table(&op.table).ok_or_else(|| Error::UnknownTable {
-            table: op.table.clone(),
-        })?;
+        let info = registry
+            .table(&op.table)
+            .ok_or_else(|| Error::UnknownTable {
+                table: op.table.clone(),
+            })?;
         if op.command != Command::Delete && !index.contains_key(&(info.name.as_str(), op.row_id)) {
             return Err(Error::InvalidOperation(format!(
                 "no row for the {:?} of `{}` {}",
@@ -73,7 +76,9 @@ pub async fn apply_operations(
     }
     defer_foreign_keys(txn).await?;
     for info in registry.tables().iter().rev() {
-        let Some(ops) = by_table.get(info.name.as_str()) else { continue };
+        let Some(ops) = by_table.get(info.name.as_str()) else {
+            continue;
+        };
         let deletes: Vec<i64> = ops
             .iter()
             .filter(|op| op.command == Command::Delete)
@@ -82,7 +87,9 @@ pub async fn apply_operations(
         info.ops().delete(txn, &deletes).await?;
     }
     for info in registry.tables() {
-        let Some(ops) = by_table.get(info.name.as_str()) else { continue };
+        let Some(ops) = by_table.get(info.name.as_str()) else {
+            continue;
+        };
         let mut inserted = false;
         for op in ops.iter().filter(|op| op.command != Command::Delete) {
             let row = index[&(info.name.as_str(), op.row_id)];
@@ -95,7 +102,12 @@ pub async fn apply_operations(
             match op.command {
                 Command::Insert => {
                     inserted = true;
-                    match info.ops().insert(txn, row).await.map_err(|e| with_table(e, &info.name))? {
+                    match info
+                        .ops()
+                        .insert(txn, row)
+                        .await
+                        .map_err(|e| with_table(e, &info.name))?
+                    {
                         Inserted::New | Inserted::Identical => {}
                         Inserted::Conflict => {
                             return Err(Error::InvalidOperation(format!(
@@ -107,7 +119,10 @@ pub async fn apply_operations(
                 }
                 _ => {
                     inserted = true;
-                    info.ops().upsert(txn, row).await.map_err(|e| with_table(e, &info.name))?;
+                    info.ops()
+                        .upsert(txn, row)
+                        .await
+                        .map_err(|e| with_table(e, &info.name))?;
                 }
             }
         }
@@ -121,7 +136,10 @@ pub async fn apply_operations(
 /// Keeps the table's key generator above every key written explicitly. SQLite's
 /// AUTOINCREMENT and MySQL's AUTO_INCREMENT follow explicit keys by themselves; a PostgreSQL
 /// sequence does not, and a later generated key would collide.
-pub(crate) async fn advance_key_generator(txn: &DatabaseTransaction, info: &TableInfo) -> Result<()> {
+pub(crate) async fn advance_key_generator(
+    txn: &DatabaseTransaction,
+    info: &TableInfo,
+) -> Result<()> {
     if txn.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }

@@ -89,6 +89,71 @@ pub enum Error {
     #[error("invalid operation: {0}")]
     InvalidOperation(String),
 
+    /// The node has no credentials yet: call `register` first.
+    #[error("this node is not registered with a server")]
+    NotRegistered,
+
+    /// The server could not be reached (no network, refused connection, DNS, TLS).
+    #[error("the server is unreachable: {0}")]
+    Offline(String),
+
+    /// The server did not answer in time. For a push, the outcome is unknown: the next push
+    /// retries it, and the server applies it at most once.
+    #[error("the server did not answer in time")]
+    Timeout,
+
+    /// The server refused a push: bad signature, unknown node, invalid operation, or the
+    /// application's authorization.
+    #[error("push rejected ({code:?}): {message}")]
+    PushRejected {
+        /// Why, as the server classifies it.
+        code: crate::messages::ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// The server has versions this node has not pulled: pull, then push again
+    /// (`Client::sync` does).
+    #[error("pull suggested: {message}")]
+    PullSuggested {
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// The server refused a register, pull, repair or query request.
+    #[error("request rejected ({code:?}): {message}")]
+    Rejected {
+        /// Why, as the server classifies it.
+        code: crate::messages::ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// The server failed, or answered with something that is not a dbsync message.
+    #[error("server error (HTTP {status}): {message}")]
+    ServerError {
+        /// The HTTP status.
+        status: u16,
+        /// What the server said.
+        message: String,
+    },
+
+    /// Client and server speak different protocol versions.
+    #[error("protocol version mismatch: this node speaks {client}, the server {server}")]
+    ProtocolMismatch {
+        /// This build's version.
+        client: u32,
+        /// The server's version.
+        server: u32,
+    },
+
+    /// A repair would discard local changes that were never pushed.
+    #[error("{count} local changes were never pushed; repair would discard them")]
+    UnsyncedChanges {
+        /// How many rows have unpushed changes.
+        count: usize,
+    },
+
     /// The connected database is not one dbsync supports.
     #[error("unsupported database backend: {0}")]
     UnsupportedBackend(String),

@@ -59,8 +59,11 @@
 
 mod apply;
 mod capture;
+#[cfg(feature = "client")]
+mod client;
 mod error;
 pub mod messages;
+mod node_state;
 mod oplog;
 mod registry;
 mod row;
@@ -74,6 +77,11 @@ mod untracked;
 pub mod __private;
 
 pub use apply::apply_operations;
+#[cfg(feature = "client")]
+pub use client::{
+    Client, ClientBuilder, Phase, Progress, PullReport, PushReport, RepairReport, SyncReport,
+    UnsyncedPolicy,
+};
 pub use error::{Error, Result};
 pub use oplog::{
     Command, Operation, UnsyncedObject, compress, is_synced, unsynced_objects, unsynced_operations,

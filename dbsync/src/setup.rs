@@ -69,6 +69,9 @@ where
     for sql in capture::log_tables(backend) {
         txn.execute_unprepared(&sql).await?;
     }
+    for sql in crate::node_state::tables(backend) {
+        txn.execute_unprepared(sql).await?;
+    }
     let captured = registry.subset(|t| role == Role::Server || t.direction.pushes());
     for table in registry.tables() {
         check_keys(&txn, backend, table).await?;
@@ -113,6 +116,9 @@ where
     }
     for sql in capture::drop_log_tables(backend) {
         txn.execute_unprepared(&sql).await?;
+    }
+    for sql in crate::node_state::DROP {
+        txn.execute_unprepared(sql).await?;
     }
     txn.commit().await?;
     Ok(())

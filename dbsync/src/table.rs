@@ -4,8 +4,8 @@ use crate::table_ops::{Handle, TableOps};
 use crate::tracked::{Direction, Tracked};
 use sea_orm::sea_query::{ForeignKeyAction, TableRef};
 use sea_orm::{
-    ColumnTrait, ColumnType, DbBackend, IdenStatic, IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait,
-    RelationTrait, Schema,
+    ColumnTrait, ColumnType, DbBackend, IdenStatic, IntoActiveModel, Iterable, PrimaryKeyToColumn,
+    PrimaryKeyTrait, RelationTrait, Schema,
 };
 
 /// A tracked table as dbsync sees it: enough to install change capture, order writes by

@@ -6,8 +6,8 @@ use crate::row::{Row, decode, from_row, to_row};
 use crate::tracked::Tracked;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, IdenStatic, IntoActiveModel,
-    Iterable, PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, IdenStatic, IntoActiveModel, Iterable,
+    PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
 };
 use std::future::Future;
 use std::marker::PhantomData;
@@ -30,17 +30,40 @@ pub enum Inserted {
 /// Row-level operations on one tracked table, with rows in their JSON form.
 pub trait TableOps: Send + Sync + std::fmt::Debug {
     /// The rows with these primary keys (missing keys are skipped).
-    fn fetch<'a>(&'a self, db: &'a DatabaseTransaction, ids: &'a [i64]) -> BoxFuture<'a, Result<Vec<Row>>>;
+    fn fetch<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<Vec<Row>>>;
     /// Up to `limit` rows with a primary key above `after`, in key order.
-    fn page<'a>(&'a self, db: &'a DatabaseTransaction, after: i64, limit: u64) -> BoxFuture<'a, Result<Vec<Row>>>;
+    fn page<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        after: i64,
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Vec<Row>>>;
     /// Inserts the row, or updates the row with its primary key.
-    fn upsert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row) -> BoxFuture<'a, Result<()>>;
+    fn upsert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row)
+    -> BoxFuture<'a, Result<()>>;
     /// Inserts the row if its key is free.
-    fn insert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row) -> BoxFuture<'a, Result<Inserted>>;
+    fn insert<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        row: &'a Row,
+    ) -> BoxFuture<'a, Result<Inserted>>;
     /// Deletes the rows with these primary keys; absent ones are no error.
-    fn delete<'a>(&'a self, db: &'a DatabaseTransaction, ids: &'a [i64]) -> BoxFuture<'a, Result<()>>;
+    fn delete<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<()>>;
     /// The rows whose columns equal every value in `filters` (column name to JSON value).
-    fn query<'a>(&'a self, db: &'a DatabaseTransaction, filters: &'a Row, limit: u64) -> BoxFuture<'a, Result<Vec<Row>>>;
+    fn query<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        filters: &'a Row,
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Vec<Row>>>;
     /// Checks that a row decodes for this table.
     fn validate(&self, row: &Row) -> Result<()>;
 }
@@ -74,7 +97,11 @@ where
     E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync,
     E::ActiveModel: Send + Sync,
 {
-    fn fetch<'a>(&'a self, db: &'a DatabaseTransaction, ids: &'a [i64]) -> BoxFuture<'a, Result<Vec<Row>>> {
+    fn fetch<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(ids.len());
             // Bounded IN lists: SQLite refuses more than 32766 parameters per statement.
@@ -89,7 +116,12 @@ where
         })
     }
 
-    fn page<'a>(&'a self, db: &'a DatabaseTransaction, after: i64, limit: u64) -> BoxFuture<'a, Result<Vec<Row>>> {
+    fn page<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        after: i64,
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
             let found = E::find()
                 .filter(pk_column::<E>().gt(after))
@@ -101,26 +133,40 @@ where
         })
     }
 
-    fn upsert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row) -> BoxFuture<'a, Result<()>> {
+    fn upsert<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        row: &'a Row,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let model = from_row::<E>(row)?;
             let active = model.into_active_model().reset_all();
             let pk = pk_column::<E>();
-            let others: Vec<E::Column> = E::Column::iter().filter(|c| c.as_str() != pk.as_str()).collect();
+            let others: Vec<E::Column> = E::Column::iter()
+                .filter(|c| c.as_str() != pk.as_str())
+                .collect();
             let mut conflict = OnConflict::column(pk);
             if others.is_empty() {
                 conflict.do_nothing();
             } else {
                 conflict.update_columns(others);
             }
-            match E::insert(active).on_conflict(conflict).exec_without_returning(db).await {
+            match E::insert(active)
+                .on_conflict(conflict)
+                .exec_without_returning(db)
+                .await
+            {
                 Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
                 Err(err) => Err(err.into()),
             }
         })
     }
 
-    fn insert<'a>(&'a self, db: &'a DatabaseTransaction, row: &'a Row) -> BoxFuture<'a, Result<Inserted>> {
+    fn insert<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        row: &'a Row,
+    ) -> BoxFuture<'a, Result<Inserted>> {
         Box::pin(async move {
             let model = from_row::<E>(row)?;
             let id = row_id(row, pk_column::<E>().as_str())?;
@@ -138,7 +184,11 @@ where
         })
     }
 
-    fn delete<'a>(&'a self, db: &'a DatabaseTransaction, ids: &'a [i64]) -> BoxFuture<'a, Result<()>> {
+    fn delete<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for chunk in ids.chunks(900) {
                 E::delete_many()
@@ -150,7 +200,12 @@ where
         })
     }
 
-    fn query<'a>(&'a self, db: &'a DatabaseTransaction, filters: &'a Row, limit: u64) -> BoxFuture<'a, Result<Vec<Row>>> {
+    fn query<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        filters: &'a Row,
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
             let table = E::default().table_name();
             let templates = E::column_templates();
@@ -174,7 +229,11 @@ where
                     select.filter(column.eq(value))
                 };
             }
-            let found = select.order_by_asc(pk_column::<E>()).limit(limit).all(db).await?;
+            let found = select
+                .order_by_asc(pk_column::<E>())
+                .limit(limit)
+                .all(db)
+                .await?;
             Ok(rows::<E>(found))
         })
     }
@@ -186,9 +245,11 @@ where
 
 /// The integer primary key of a row in JSON form.
 pub(crate) fn row_id(row: &Row, pk: &str) -> Result<i64> {
-    row.get(pk).and_then(serde_json::Value::as_i64).ok_or_else(|| Error::RowCodec {
-        table: String::new(),
-        column: pk.to_owned(),
-        reason: "the primary key is missing or not an integer".to_owned(),
-    })
+    row.get(pk)
+        .and_then(serde_json::Value::as_i64)
+        .ok_or_else(|| Error::RowCodec {
+            table: String::new(),
+            column: pk.to_owned(),
+            reason: "the primary key is missing or not an integer".to_owned(),
+        })
 }

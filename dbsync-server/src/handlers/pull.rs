@@ -23,9 +23,13 @@ impl SyncServer {
         stamp_pending(self.db()).await?;
         let registry = self.inner.registry;
         let txn = self.db().begin().await?;
-        let latest: i64 = scalar(&txn, "SELECT latest_version FROM dbsync_server_state WHERE id = 1", vec![])
-            .await?
-            .unwrap_or(0);
+        let latest: i64 = scalar(
+            &txn,
+            "SELECT latest_version FROM dbsync_server_state WHERE id = 1",
+            vec![],
+        )
+        .await?
+        .unwrap_or(0);
         let target = pull.target_version.unwrap_or(latest);
         if target > latest || pull.base_version > target || pull.base_version < 0 {
             return Err(ServerError::InvalidOperation(format!(
@@ -69,10 +73,15 @@ impl SyncServer {
                 version: row.try_get_by_index(4)?,
                 seq,
             };
-            let Some(info) = u32::try_from(ct).ok().and_then(|ct| registry.by_content_type(ct)) else {
+            let Some(info) = u32::try_from(ct)
+                .ok()
+                .and_then(|ct| registry.by_content_type(ct))
+            else {
                 continue;
             };
-            let Some(command) = Command::from_letter(&letter) else { continue };
+            let Some(command) = Command::from_letter(&letter) else {
+                continue;
+            };
             if !info.direction.pulls() {
                 continue;
             }
@@ -102,7 +111,10 @@ impl SyncServer {
     }
 }
 
-async fn max_ids<C: ConnectionTrait>(db: &C, tables: &[TableInfo]) -> Result<BTreeMap<String, i64>, ServerError> {
+async fn max_ids<C: ConnectionTrait>(
+    db: &C,
+    tables: &[TableInfo],
+) -> Result<BTreeMap<String, i64>, ServerError> {
     let mut out = BTreeMap::new();
     for info in tables.iter().filter(|t| t.direction.pulls()) {
         let (q, pk) = quote(db, &info.name, &info.primary_key);

@@ -22,7 +22,9 @@ impl SyncServer {
             .authenticate(Procedure::Push, request, |p: &PushRequest| &p.meta)
             .await?;
         if push.push_id.is_empty() || push.push_id.len() > 64 {
-            return Err(ServerError::Malformed("push_id must have 1 to 64 characters".into()));
+            return Err(ServerError::Malformed(
+                "push_id must have 1 to 64 characters".into(),
+            ));
         }
         let registry = self.inner.registry;
         check_operations(registry, &push.operations)?;
@@ -52,14 +54,18 @@ impl SyncServer {
             });
         }
         if let Some(hook) = &self.inner.before_push {
-            hook(&txn, &push, None).await.map_err(ServerError::Unauthorized)?;
+            hook(&txn, &push, None)
+                .await
+                .map_err(ServerError::Unauthorized)?;
         }
         dbsync::apply_operations(&txn, registry, &push.operations, &push.rows).await?;
         let version = latest + 1;
         set_latest(&txn, version, Some(node_id), Some(&push.push_id)).await?;
         log_operations(&txn, registry, &push.operations, version).await?;
         if let Some(hook) = &self.inner.after_push {
-            hook(&txn, &push, Some(version)).await.map_err(ServerError::Unauthorized)?;
+            hook(&txn, &push, Some(version))
+                .await
+                .map_err(ServerError::Unauthorized)?;
         }
         txn.commit().await?;
         tracing::info!(version, operations = push.operations.len(), "push accepted");
@@ -75,13 +81,15 @@ impl SyncServer {
 /// tables, and two operations on one row (a node sends each row's net change once).
 fn check_operations(registry: &Registry, operations: &[WireOperation]) -> Result<(), ServerError> {
     if operations.is_empty() {
-        return Err(ServerError::InvalidOperation("the push has no operations".into()));
+        return Err(ServerError::InvalidOperation(
+            "the push has no operations".into(),
+        ));
     }
     let mut seen = HashSet::with_capacity(operations.len());
     for op in operations {
-        let info = registry
-            .table(&op.table)
-            .ok_or_else(|| ServerError::InvalidOperation(format!("unknown table `{}`", op.table)))?;
+        let info = registry.table(&op.table).ok_or_else(|| {
+            ServerError::InvalidOperation(format!("unknown table `{}`", op.table))
+        })?;
         if !info.direction.pushes() {
             return Err(ServerError::InvalidOperation(format!(
                 "table `{}` is pull-only: nodes cannot push to it",

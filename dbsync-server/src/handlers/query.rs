@@ -10,7 +10,10 @@ impl SyncServer {
     /// The rows of a pulled table whose columns equal the request's filters, at most
     /// [`ServerConfig::max_query_rows`](crate::ServerConfig::max_query_rows) of them.
     #[tracing::instrument(name = "dbsync.query", skip_all, fields(node_id = request.node_id))]
-    pub async fn handle_query(&self, request: &SignedRequest) -> Result<QueryResponse, ServerError> {
+    pub async fn handle_query(
+        &self,
+        request: &SignedRequest,
+    ) -> Result<QueryResponse, ServerError> {
         let query: QueryRequest = self
             .authenticate(Procedure::Query, request, |q: &QueryRequest| &q.meta)
             .await?;
@@ -19,7 +22,9 @@ impl SyncServer {
             .registry
             .table(&query.table)
             .filter(|t| t.direction.pulls())
-            .ok_or_else(|| ServerError::InvalidOperation(format!("unknown table `{}`", query.table)))?;
+            .ok_or_else(|| {
+                ServerError::InvalidOperation(format!("unknown table `{}`", query.table))
+            })?;
         let limit = self.inner.config.max_query_rows;
         let txn = self.db().begin().await?;
         let mut rows = info

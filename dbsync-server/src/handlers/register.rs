@@ -35,7 +35,8 @@ impl SyncServer {
                 ))
                 .await?;
             txn.commit().await?;
-            i64::try_from(result.last_insert_id()).map_err(|e| ServerError::Internal(e.to_string()))?
+            i64::try_from(result.last_insert_id())
+                .map_err(|e| ServerError::Internal(e.to_string()))?
         };
         tracing::info!(node_id, "node registered");
         Ok(RegisterResponse { node_id, secret })

@@ -16,7 +16,10 @@ impl SyncServer {
     /// with the rows they reference. The first page fixes the snapshot's version: pulling
     /// from it afterwards brings whatever changed while the pages were read.
     #[tracing::instrument(name = "dbsync.repair", skip_all, fields(node_id = request.node_id))]
-    pub async fn handle_repair(&self, request: &SignedRequest) -> Result<RepairResponse, ServerError> {
+    pub async fn handle_repair(
+        &self,
+        request: &SignedRequest,
+    ) -> Result<RepairResponse, ServerError> {
         let repair: RepairRequest = self
             .authenticate(Procedure::Repair, request, |r: &RepairRequest| &r.meta)
             .await?;
@@ -31,9 +34,13 @@ impl SyncServer {
         let txn = self.db().begin().await?;
         let snapshot_version = match repair.snapshot_version {
             Some(v) => v,
-            None => scalar(&txn, "SELECT latest_version FROM dbsync_server_state WHERE id = 1", vec![])
-                .await?
-                .unwrap_or(0),
+            None => scalar(
+                &txn,
+                "SELECT latest_version FROM dbsync_server_state WHERE id = 1",
+                vec![],
+            )
+            .await?
+            .unwrap_or(0),
         };
         let page = repair
             .page_size
@@ -45,7 +52,9 @@ impl SyncServer {
                 let index = tables
                     .iter()
                     .position(|t| t.name == cursor.table)
-                    .ok_or_else(|| ServerError::InvalidOperation(format!("unknown table `{}`", cursor.table)))?;
+                    .ok_or_else(|| {
+                        ServerError::InvalidOperation(format!("unknown table `{}`", cursor.table))
+                    })?;
                 (index, cursor.after_id)
             }
         };
@@ -88,7 +97,9 @@ async fn with_parents(
 ) -> Result<Rows, ServerError> {
     let mut wanted: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
     for (table, list) in &rows {
-        let Some(info) = registry.table(table) else { continue };
+        let Some(info) = registry.table(table) else {
+            continue;
+        };
         for fk in &info.foreign_keys {
             let [column] = &fk.columns[..] else { continue };
             for row in list {

@@ -21,14 +21,19 @@ pub(crate) async fn ship(
     for (table, list) in &rows {
         if let Some(info) = registry.table(table) {
             let keys = shipped.entry(table.clone()).or_default();
-            keys.extend(list.iter().filter_map(|r| r.get(&info.primary_key)?.as_i64()));
+            keys.extend(
+                list.iter()
+                    .filter_map(|r| r.get(&info.primary_key)?.as_i64()),
+            );
         }
     }
     let mut pending = wanted;
     while !pending.is_empty() {
         let mut next: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         for (table, keys) in pending {
-            let Some(info) = registry.table(&table) else { continue };
+            let Some(info) = registry.table(&table) else {
+                continue;
+            };
             let done = shipped.entry(table.clone()).or_default();
             let ids: Vec<i64> = keys.into_iter().filter(|id| done.insert(*id)).collect();
             if ids.is_empty() {
@@ -55,7 +60,9 @@ fn references(
 ) {
     for fk in &info.foreign_keys {
         let [column] = &fk.columns[..] else { continue };
-        let Some(parent) = registry.table(&fk.to_table) else { continue };
+        let Some(parent) = registry.table(&fk.to_table) else {
+            continue;
+        };
         if !parent.direction.pulls() || fk.to_columns.first() != Some(&parent.primary_key) {
             continue;
         }

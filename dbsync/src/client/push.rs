@@ -1,0 +1,203 @@
+//! `push`: send the compressed unsynced operations with their rows, exactly once.
+//!
+//! Before the first attempt the node records which log entries the push carries and a push
+//! id. Until the server's answer arrives, every attempt carries that same id and the same
+//! entries: a server that applied an earlier attempt answers with its version and applies
+//! nothing. When the answer comes, exactly those entries leave the log; writes made
+//! meanwhile stay for the next push.
+
+use super::Client;
+use super::transport::Kind;
+use crate::error::{Error, Result};
+use crate::messages::{PushRequest, PushResponse, Rows, WireOperation, nonce};
+use crate::node_state;
+use crate::oplog::{Command, Operation, compress, unsynced_operations};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What an accepted push did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushReport {
+    /// The version the push created (the node's latest version now); `None` when there was
+    /// nothing to push.
+    pub new_version: Option<i64>,
+    /// Operations sent, after compression.
+    pub operations: usize,
+    /// Whether the server had already applied this push from an earlier attempt.
+    pub replayed: bool,
+}
+
+/// The push in flight, stored until its answer arrives.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    push_id: String,
+    seqs: Vec<i64>,
+}
+
+impl Client {
+    /// Pushes the local unsynced operations. Fails with [`Error::PullSuggested`] when the
+    /// server has versions this node has not pulled, and [`Error::PushRejected`] when the
+    /// server refuses the push itself.
+    #[tracing::instrument(name = "dbsync.client.push", skip_all)]
+    pub async fn push(&self) -> Result<PushReport> {
+        let db = &self.inner.db;
+        let node = self.node().await?;
+        let pending = match node
+            .pending_push
+            .as_deref()
+            .map(serde_json::from_str::<Pending>)
+        {
+            Some(Ok(pending)) => pending,
+            _ => {
+                let ops = unsynced_operations(db).await?;
+                if ops.is_empty() {
+                    return Ok(PushReport {
+                        new_version: None,
+                        operations: 0,
+                        replayed: false,
+                    });
+                }
+                let pending = Pending {
+                    push_id: nonce(),
+                    seqs: ops.iter().map(|op| op.seq).collect(),
+                };
+                let text = serde_json::to_string(&pending)
+                    .map_err(|e| Error::InvalidOperation(e.to_string()))?;
+                node_state::set_pending(db, Some(text)).await?;
+                pending
+            }
+        };
+        let wanted: BTreeSet<i64> = pending.seqs.iter().copied().collect();
+        let ops: Vec<Operation> = unsynced_operations(db)
+            .await?
+            .into_iter()
+            .filter(|op| wanted.contains(&op.seq))
+            .collect();
+        let (operations, rows) = self.message_body(&compress(&ops)).await?;
+        if operations.is_empty() {
+            // Every row was inserted and deleted again before it could be sent.
+            self.acknowledge(&pending.seqs, None).await?;
+            return Ok(PushReport {
+                new_version: None,
+                operations: 0,
+                replayed: false,
+            });
+        }
+        let request = PushRequest {
+            meta: self.meta(node.node_id),
+            push_id: pending.push_id.clone(),
+            base_version: node.version,
+            operations,
+            rows,
+        };
+        let count = request.operations.len();
+        let result: Result<(PushResponse, u64)> = self
+            .post(
+                "push",
+                &request,
+                Some((node.node_id, &node.secret)),
+                Kind::Push,
+            )
+            .await;
+        match result {
+            Ok((answer, _)) => {
+                self.acknowledge(&pending.seqs, Some(answer.new_version))
+                    .await?;
+                tracing::info!(version = answer.new_version, operations = count, "pushed");
+                Ok(PushReport {
+                    new_version: Some(answer.new_version),
+                    operations: count,
+                    replayed: answer.replayed,
+                })
+            }
+            // The server refused the push outright: it applied nothing, so the next push may
+            // carry whatever is unsynced then.
+            Err(
+                err @ (Error::PullSuggested { .. }
+                | Error::PushRejected { .. }
+                | Error::ProtocolMismatch { .. }),
+            ) => {
+                node_state::set_pending(db, None).await?;
+                Err(err)
+            }
+            // The outcome is unknown: keep the push as it is for the next attempt.
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The wire operations and current rows for `ops`; an insert or update whose row is gone
+    /// is left out (its delete follows in the log).
+    async fn message_body(&self, ops: &[Operation]) -> Result<(Vec<WireOperation>, Rows)> {
+        let registry = self.inner.registry;
+        let mut wanted: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for op in ops.iter().filter(|op| op.command != Command::Delete) {
+            if let Some(info) = registry.by_content_type(op.content_type_id) {
+                wanted
+                    .entry(info.name.as_str())
+                    .or_default()
+                    .push(op.row_id);
+            }
+        }
+        let txn = self.inner.db.begin().await?;
+        let mut rows = Rows::new();
+        let mut present: BTreeSet<(&str, i64)> = BTreeSet::new();
+        for (table, ids) in wanted {
+            let info = registry.table(table).expect("looked up above");
+            let found = info.ops().fetch(&txn, &ids).await?;
+            for row in &found {
+                if let Some(id) = row
+                    .get(&info.primary_key)
+                    .and_then(serde_json::Value::as_i64)
+                {
+                    present.insert((table, id));
+                }
+            }
+            rows.insert(table.to_owned(), found);
+        }
+        txn.commit().await?;
+        let operations = ops
+            .iter()
+            .filter_map(|op| {
+                let info = registry.by_content_type(op.content_type_id)?;
+                if !info.direction.pushes() {
+                    return None;
+                }
+                let keep = op.command == Command::Delete
+                    || present.contains(&(info.name.as_str(), op.row_id));
+                keep.then(|| WireOperation {
+                    table: info.name.clone(),
+                    row_id: op.row_id,
+                    command: op.command,
+                })
+            })
+            .collect();
+        Ok((operations, rows))
+    }
+
+    /// Removes the pushed entries from the log, clears the push in flight and moves the
+    /// version forward, in one transaction.
+    async fn acknowledge(&self, seqs: &[i64], version: Option<i64>) -> Result<()> {
+        let txn = self.inner.db.begin().await?;
+        let backend = txn.get_database_backend();
+        for chunk in seqs.chunks(500) {
+            let list = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            txn.execute_unprepared(&format!(
+                "DELETE FROM dbsync_operations WHERE seq IN ({list})"
+            ))
+            .await?;
+        }
+        let _ = backend;
+        node_state::set_pending(&txn, None).await?;
+        if let Some(version) = version {
+            node_state::advance_version(&txn, version).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! `repair`: rebuild the local tables from the server's full state.
+
+use super::incoming::{self, Latest};
+use super::transport::Kind;
+use super::{Client, Phase, Progress};
+use crate::capture::quote;
+use crate::error::{Error, Result};
+use crate::messages::{RepairRequest, RepairResponse};
+use crate::node_state;
+use crate::oplog::{compress, unsynced_operations};
+use crate::table::TableInfo;
+use sea_orm::ConnectionTrait;
+
+/// What to do with local changes that were never pushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnsyncedPolicy {
+    /// Refuse the repair with [`Error::UnsyncedChanges`] (the safe default).
+    Refuse,
+    /// Discard them: the caller accepts losing them.
+    Discard,
+}
+
+/// What a repair did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepairReport {
+    /// The node's version afterwards.
+    pub version: i64,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Unsynced local changes discarded.
+    pub discarded: usize,
+}
+
+impl Client {
+    /// Replaces every pulled table's rows with the server's, in one transaction, and sets
+    /// the node's version to the snapshot's. Pages are staged locally first, so memory stays
+    /// bounded whatever the size of the data.
+    #[tracing::instrument(name = "dbsync.client.repair", skip_all)]
+    pub async fn repair(&self, unsynced: UnsyncedPolicy) -> Result<RepairReport> {
+        let db = &self.inner.db;
+        let node = self.node().await?;
+        check_unsynced(db, unsynced).await?;
+        incoming::clear(db).await?;
+        let mut report = RepairReport::default();
+        let mut snapshot = None;
+        let mut after = None;
+        loop {
+            let request = RepairRequest {
+                meta: self.meta(node.node_id),
+                snapshot_version: snapshot,
+                after,
+                page_size: Some(self.inner.page_size),
+            };
+            let (page, bytes): (RepairResponse, u64) = self
+                .post(
+                    "repair",
+                    &request,
+                    Some((node.node_id, &node.secret)),
+                    Kind::Other,
+                )
+                .await?;
+            report.bytes += bytes;
+            report.rows += page.rows.values().map(|r| r.len() as u64).sum::<u64>();
+            snapshot = Some(page.snapshot_version);
+            incoming::stage(db, &[], &page.rows, self.inner.registry).await?;
+            self.report(Progress {
+                procedure: "repair",
+                phase: Phase::Downloading,
+                items: report.rows,
+                bytes: report.bytes,
+            });
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        self.report(Progress {
+            procedure: "repair",
+            phase: Phase::Applying,
+            items: report.rows,
+            bytes: report.bytes,
+        });
+        let txn = crate::begin_untracked(db).await?;
+        // Checked again inside the transaction: a write made while pages downloaded counts.
+        report.discarded = check_unsynced(&*txn, unsynced).await?;
+        crate::apply::defer_foreign_keys(&txn).await?;
+        let tables: Vec<&TableInfo> = self
+            .inner
+            .registry
+            .tables()
+            .iter()
+            .filter(|t| t.direction.pulls())
+            .collect();
+        for info in tables.iter().rev() {
+            txn.execute_unprepared(&format!("DELETE FROM {}", quote(&info.name)))
+                .await?;
+        }
+        for info in &tables {
+            let mut reader = Latest::new(info);
+            loop {
+                let chunk = reader.next(&txn).await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                for row in chunk.iter().filter_map(|e| e.data.as_ref()) {
+                    info.ops().upsert(&txn, row).await?;
+                }
+            }
+            crate::apply::advance_key_generator(&txn, info).await?;
+        }
+        txn.execute_unprepared("DELETE FROM dbsync_operations")
+            .await?;
+        node_state::set_pending(&*txn, None).await?;
+        report.version = snapshot.unwrap_or(0);
+        node_state::set_version(&*txn, report.version).await?;
+        incoming::clear(&*txn).await?;
+        txn.commit().await?;
+        self.report(Progress {
+            procedure: "repair",
+            phase: Phase::Done,
+            items: report.rows,
+            bytes: report.bytes,
+        });
+        tracing::info!(version = report.version, rows = report.rows, "repaired");
+        Ok(report)
+    }
+}
+
+/// The number of rows with unsynced changes, or the refusal.
+async fn check_unsynced<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    policy: UnsyncedPolicy,
+) -> Result<usize> {
+    let count = compress(&unsynced_operations(db).await?).len();
+    if count > 0 && policy == UnsyncedPolicy::Refuse {
+        return Err(Error::UnsyncedChanges { count });
+    }
+    Ok(count)
+}
