@@ -29,10 +29,17 @@ async fn register(State(server): State<SyncServer>, body: Bytes) -> Response {
 }
 
 async fn push(State(server): State<SyncServer>, headers: HeaderMap, body: Bytes) -> Response {
-    match signed(&headers, body) {
-        Ok(request) => respond(server.handle_push(&request).await),
-        Err(err) => respond::<()>(Err(err)),
-    }
+    let request = match signed(&headers, body) {
+        Ok(request) => request,
+        Err(err) => return respond::<()>(Err(err)),
+    };
+    // hyper drops a handler whose client went away; a push that has started must still run
+    // to its end, so that a lost answer means "applied" or "not applied", never "half".
+    let task = tokio::spawn(async move { server.handle_push(&request).await });
+    respond(
+        task.await
+            .unwrap_or_else(|err| Err(ServerError::Internal(err.to_string()))),
+    )
 }
 
 async fn pull(State(server): State<SyncServer>, headers: HeaderMap, body: Bytes) -> Response {

@@ -1,0 +1,115 @@
+//! A real server on 127.0.0.1 and clients with their own SQLite files.
+
+use crate::{Backend, create_fixture_tables, fresh_db, tracked_db};
+use dbsync::Client;
+use dbsync_server::{SyncServer, SyncServerBuilder};
+use sea_orm::DatabaseConnection;
+
+/// Which web framework serves the handlers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adapter {
+    Axum,
+    Actix,
+}
+
+/// A server listening on 127.0.0.1; it stops when the test's runtime ends.
+pub struct TestServer {
+    pub url: String,
+    pub server: SyncServer,
+}
+
+impl TestServer {
+    pub fn db(&self) -> &DatabaseConnection {
+        self.server.db()
+    }
+}
+
+/// The server database for a test: the fixture tables, as the server application creates
+/// them, or `None` when the backend is not configured.
+pub async fn server_db(backend: Backend, name: &str) -> Option<DatabaseConnection> {
+    let db = fresh_db(backend, &format!("{name}_srv")).await?;
+    create_fixture_tables(&db).await;
+    Some(db)
+}
+
+/// Starts a default server.
+pub async fn start(backend: Backend, adapter: Adapter, name: &str) -> Option<TestServer> {
+    let db = server_db(backend, name).await?;
+    Some(serve(SyncServer::builder(db), adapter).await)
+}
+
+/// Sets up and serves `builder`'s server on a free port.
+pub async fn serve(builder: SyncServerBuilder, adapter: Adapter) -> TestServer {
+    let server = builder.build();
+    server.setup().await.expect("server setup");
+    let url = match adapter {
+        Adapter::Axum => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let app =
+                axum::Router::new().nest("/sync", dbsync_server::axum::router(server.clone()));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            format!("http://{address}/sync")
+        }
+        Adapter::Actix => {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let served = server.clone();
+            std::thread::spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let http = actix_web::HttpServer::new(move || {
+                        actix_web::App::new().service(
+                            actix_web::web::scope("/sync")
+                                .configure(dbsync_server::actix::configure(served.clone())),
+                        )
+                    })
+                    .workers(2)
+                    .bind(("127.0.0.1", 0))
+                    .unwrap();
+                    sender.send(http.addrs()[0]).unwrap();
+                    http.run().await
+                })
+            });
+            let address = receiver.recv().unwrap();
+            format!("http://{address}/sync")
+        }
+    };
+    TestServer { url, server }
+}
+
+/// A registered client with its own SQLite file.
+pub async fn client(server: &TestServer, name: &str) -> Client {
+    let client = unregistered_client(server, name).await;
+    client.register().await.expect("register");
+    client
+}
+
+/// A client that has not registered yet.
+pub async fn unregistered_client(server: &TestServer, name: &str) -> Client {
+    let db = tracked_db(Backend::Sqlite, name)
+        .await
+        .expect("sqlite is always there");
+    Client::new(db, server.url.clone())
+}
+
+/// Runs one async scenario against each server backend and adapter, as its own test.
+#[macro_export]
+macro_rules! on_every_server {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::Backend;
+                use $crate::harness::Adapter;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite_axum() { super::$name(Backend::Sqlite, Adapter::Axum, concat!(stringify!($name), "_sa")).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_axum() { super::$name(Backend::Postgres, Adapter::Axum, concat!(stringify!($name), "_pa")).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mysql_axum() { super::$name(Backend::MySql, Adapter::Axum, concat!(stringify!($name), "_ma")).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite_actix() { super::$name(Backend::Sqlite, Adapter::Actix, concat!(stringify!($name), "_sx")).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_actix() { super::$name(Backend::Postgres, Adapter::Actix, concat!(stringify!($name), "_px")).await }
+            }
+        )*
+    };
+}

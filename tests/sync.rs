@@ -1,0 +1,541 @@
+//! End to end: a real server on 127.0.0.1 (SQLite, PostgreSQL or MariaDB behind axum or
+//! actix-web) and nodes with their own SQLite files, through the public API only.
+
+use dbsync::{Client, Error, UnsyncedPolicy};
+use dbsync_server::SyncServer;
+use dbsync_tests::entities::{city, person};
+use dbsync_tests::harness::{
+    Adapter, TestServer, client, serve, server_db, start, unregistered_client,
+};
+use dbsync_tests::{Backend, log, on_every_server};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Set,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+on_every_server!(
+    register_gives_each_node_its_own_credentials,
+    a_push_reaches_another_node_through_its_pull,
+    a_stale_push_suggests_a_pull_and_sync_recovers,
+    updates_and_deletes_propagate,
+    inserts_with_the_same_key_on_two_nodes_move_the_local_row,
+    a_retried_push_whose_answer_was_lost_applies_once,
+    server_writes_are_versioned_and_pulled,
+    explicit_keys_keep_the_server_key_generator_ahead,
+    a_long_pull_arrives_in_pages_with_progress,
+    repair_refuses_to_lose_unsynced_changes_then_rebuilds,
+    query_returns_typed_models,
+    concurrent_pushes_from_many_clients_lose_nothing,
+);
+
+async fn cities(db: &DatabaseConnection) -> Vec<(i32, String)> {
+    city::Entity::find()
+        .order_by_asc(city::Column::Id)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect()
+}
+
+async fn people(db: &DatabaseConnection) -> Vec<(i32, String, i32)> {
+    person::Entity::find()
+        .order_by_asc(person::Column::Id)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.id, p.name, p.city_id))
+        .collect()
+}
+
+async fn add_city(db: &DatabaseConnection, name: &str) -> city::Model {
+    city::ActiveModel {
+        name: Set(name.into()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap()
+}
+
+async fn add_person(db: &DatabaseConnection, name: &str, city_id: i32) -> person::Model {
+    person::ActiveModel {
+        name: Set(name.into()),
+        city_id: Set(city_id),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap()
+}
+
+async fn versions(server: &TestServer) -> Vec<i64> {
+    let rows = server
+        .db()
+        .query_all_raw(sea_orm::Statement::from_string(
+            server.db().get_database_backend(),
+            "SELECT version_id FROM dbsync_versions ORDER BY version_id",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.try_get_by_index(0).unwrap())
+        .collect()
+}
+
+async fn register_gives_each_node_its_own_credentials(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = unregistered_client(&server, &format!("{name}_a")).await;
+    let b = unregistered_client(&server, &format!("{name}_b")).await;
+    assert!(!a.is_registered().await.unwrap());
+    assert!(matches!(a.push().await, Err(Error::NotRegistered)));
+    let id_a = a.register().await.unwrap();
+    let id_b = b.register().await.unwrap();
+    assert_ne!(id_a, id_b);
+    assert!(a.is_registered().await.unwrap());
+    assert!(b.is_registered().await.unwrap());
+}
+
+async fn a_push_reaches_another_node_through_its_pull(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    let paris = add_city(a.db(), "Paris").await;
+    add_person(a.db(), "Ann", paris.id).await;
+
+    let report = a.push().await.unwrap();
+    assert_eq!(report.operations, 2);
+    assert_eq!(report.new_version, Some(1));
+    assert_eq!(log(a.db()).await, [], "pushed operations leave the log");
+    assert_eq!(a.version().await.unwrap(), 1);
+
+    let pulled = b.pull().await.unwrap();
+    assert_eq!(pulled.version, 1);
+    assert_eq!(cities(b.db()).await, cities(a.db()).await);
+    assert_eq!(people(b.db()).await, people(a.db()).await);
+    assert_eq!(cities(server.db()).await, cities(a.db()).await);
+    assert_eq!(log(b.db()).await, [], "pulled rows are not local changes");
+    assert_eq!(versions(&server).await, [1]);
+}
+
+async fn a_stale_push_suggests_a_pull_and_sync_recovers(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    add_city(a.db(), "Lyon").await;
+    a.push().await.unwrap();
+    let nice = add_city(b.db(), "Nice").await;
+    match b.push().await {
+        Err(Error::PullSuggested { .. }) => {}
+        other => panic!("expected PullSuggested, got {other:?}"),
+    }
+    // Nothing of B's reached the server.
+    assert_eq!(cities(server.db()).await.len(), 1);
+    let report = b.sync().await.unwrap();
+    assert_eq!(report.pulls.len(), 1);
+    assert!(report.push.is_some());
+    a.sync().await.unwrap();
+    assert_eq!(cities(a.db()).await, cities(server.db()).await);
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+    assert_eq!(cities(server.db()).await.len(), 2);
+    // B's Nice kept its key or moved; either way it is there once.
+    assert_eq!(
+        cities(server.db())
+            .await
+            .iter()
+            .filter(|(_, n)| *n == nice.name)
+            .count(),
+        1
+    );
+}
+
+async fn updates_and_deletes_propagate(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    let lyon = add_city(a.db(), "Lyon").await;
+    let metz = add_city(a.db(), "Metz").await;
+    let ann = add_person(a.db(), "Ann", lyon.id).await;
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+
+    let mut renamed: person::ActiveModel = ann.into();
+    renamed.name = Set("Anna".into());
+    renamed.city_id = Set(metz.id);
+    renamed.update(a.db()).await.unwrap();
+    city::Entity::delete_by_id(lyon.id)
+        .exec(a.db())
+        .await
+        .unwrap();
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+
+    assert_eq!(cities(b.db()).await, [(metz.id, "Metz".to_owned())]);
+    assert_eq!(people(b.db()).await, people(server.db()).await);
+    assert_eq!(people(b.db()).await[0].1, "Anna");
+    assert_eq!(log(b.db()).await, []);
+}
+
+async fn inserts_with_the_same_key_on_two_nodes_move_the_local_row(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    let a_city = add_city(a.db(), "Arles").await;
+    let b_city = add_city(b.db(), "Brest").await;
+    assert_eq!(
+        a_city.id, b_city.id,
+        "both nodes hand out the same first key"
+    );
+    let b_person = add_person(b.db(), "Bea", b_city.id).await;
+    a.sync().await.unwrap();
+
+    let report = b.sync().await.unwrap();
+    let moved = &report.pulls[0].moved;
+    assert_eq!(moved.len(), 1);
+    let (table, old, new) = &moved[0];
+    assert_eq!((table.as_str(), *old), ("city", i64::from(b_city.id)));
+    // The local person followed its city.
+    let bea = person::Entity::find_by_id(b_person.id)
+        .one(b.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(i64::from(bea.city_id), *new);
+    a.sync().await.unwrap();
+
+    let expected = vec![
+        (a_city.id, "Arles".to_owned()),
+        (*new as i32, "Brest".to_owned()),
+    ];
+    assert_eq!(cities(server.db()).await, expected);
+    assert_eq!(cities(a.db()).await, expected);
+    assert_eq!(cities(b.db()).await, expected);
+    assert_eq!(people(a.db()).await, people(b.db()).await);
+}
+
+async fn a_retried_push_whose_answer_was_lost_applies_once(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(db) = server_db(backend, name).await else {
+        return;
+    };
+    // The server commits, then takes longer to answer than the client waits.
+    let slow = dbsync_server::SyncServer::builder(db).after_push(Arc::new(|_, _, _| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Ok(())
+        })
+    }));
+    let server = serve(slow, adapter).await;
+    let a = client(&server, &format!("{name}_a")).await;
+    let impatient = Client::builder(a.db().clone(), server.url.clone())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    add_city(a.db(), "Once").await;
+    assert!(matches!(impatient.push().await, Err(Error::Timeout)));
+    // Meanwhile the application writes again: that write is not part of the lost push.
+    add_city(a.db(), "Later").await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+
+    let retry = a.push().await.unwrap();
+    assert!(retry.replayed, "the server recognised the retry");
+    assert_eq!(retry.new_version, Some(1));
+    assert_eq!(
+        cities(server.db()).await.len(),
+        1,
+        "applied once, without the later write"
+    );
+    assert_eq!(
+        log(a.db()).await.len(),
+        1,
+        "the later write is still unsynced"
+    );
+    let next = a.push().await.unwrap();
+    assert_eq!(next.new_version, Some(2));
+    assert!(!next.replayed);
+    assert_eq!(cities(server.db()).await, cities(a.db()).await);
+    assert_eq!(versions(&server).await, [1, 2]);
+}
+
+async fn server_writes_are_versioned_and_pulled(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let hq = add_city(server.db(), "Headquarters").await;
+    add_person(server.db(), "Boss", hq.id).await;
+    let pulled = a.pull().await.unwrap();
+    assert_eq!(pulled.version, 1);
+    assert_eq!(cities(a.db()).await, [(hq.id, "Headquarters".to_owned())]);
+    assert_eq!(people(a.db()).await.len(), 1);
+    // A node that had not pulled them could not push over them.
+    let b = client(&server, &format!("{name}_b")).await;
+    add_city(b.db(), "Branch").await;
+    assert!(matches!(b.push().await, Err(Error::PullSuggested { .. })));
+    b.sync().await.unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(cities(a.db()).await, cities(server.db()).await);
+}
+
+async fn explicit_keys_keep_the_server_key_generator_ahead(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    city::ActiveModel {
+        id: Set(500),
+        name: Set("Explicit".into()),
+    }
+    .insert(a.db())
+    .await
+    .unwrap();
+    a.sync().await.unwrap();
+    // The server application's next generated key must not collide with 500.
+    let generated = add_city(server.db(), "Generated").await;
+    assert!(generated.id > 500, "generated {}", generated.id);
+}
+
+async fn a_long_pull_arrives_in_pages_with_progress(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    for i in 0..25 {
+        add_city(a.db(), &format!("city {i}")).await;
+    }
+    a.sync().await.unwrap();
+    let pages = Arc::new(AtomicU64::new(0));
+    let counter = pages.clone();
+    let db = dbsync_tests::tracked_db(Backend::Sqlite, &format!("{name}_b"))
+        .await
+        .unwrap();
+    let b = Client::builder(db, server.url.clone())
+        .page_size(4)
+        .progress(move |p| {
+            if p.phase == dbsync::Phase::Downloading {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    b.register().await.unwrap();
+    let report = b.pull().await.unwrap();
+    assert_eq!(report.operations, 25);
+    assert_eq!(
+        pages.load(Ordering::SeqCst),
+        7,
+        "25 operations in pages of 4"
+    );
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+}
+
+async fn repair_refuses_to_lose_unsynced_changes_then_rebuilds(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let lyon = add_city(a.db(), "Lyon").await;
+    add_person(a.db(), "Ann", lyon.id).await;
+    a.sync().await.unwrap();
+    let b = client(&server, &format!("{name}_b")).await;
+    b.sync().await.unwrap();
+    add_city(b.db(), "Unpushed").await;
+    // Local damage that sync cannot see.
+    b.db()
+        .execute_unprepared("DELETE FROM dbsync_operations")
+        .await
+        .unwrap();
+    let damaged = dbsync::begin_untracked(b.db()).await.unwrap();
+    damaged
+        .execute_unprepared("DELETE FROM person")
+        .await
+        .unwrap();
+    damaged.commit().await.unwrap();
+    add_city(b.db(), "Also unpushed").await;
+
+    match b.repair(UnsyncedPolicy::Refuse).await {
+        Err(Error::UnsyncedChanges { count }) => assert_eq!(count, 1),
+        other => panic!("expected UnsyncedChanges, got {other:?}"),
+    }
+    assert_eq!(
+        cities(b.db()).await.len(),
+        3,
+        "a refused repair changes nothing"
+    );
+    let report = b.repair(UnsyncedPolicy::Discard).await.unwrap();
+    assert_eq!(report.discarded, 1);
+    assert_eq!(report.version, 1);
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+    assert_eq!(people(b.db()).await, people(server.db()).await);
+    assert_eq!(log(b.db()).await, []);
+    add_city(b.db(), "After repair").await;
+    b.sync().await.unwrap();
+    assert_eq!(cities(server.db()).await.len(), 2);
+}
+
+async fn query_returns_typed_models(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    add_city(server.db(), "Paris").await;
+    add_city(server.db(), "Rome").await;
+    let found = a
+        .query::<city::Entity>([(city::Column::Name, "Rome".into())])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].name, "Rome");
+    let none = a
+        .query::<city::Entity>([(city::Column::Name, "Oslo".into())])
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(a.query::<city::Entity>([]).await.unwrap().len(), 2);
+}
+
+async fn concurrent_pushes_from_many_clients_lose_nothing(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    const CLIENTS: usize = 6;
+    const EACH: usize = 5;
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let c = client(&server, &format!("{name}_{i}")).await;
+        for j in 0..EACH {
+            add_city(c.db(), &format!("c{i}-{j}")).await;
+        }
+        clients.push(c);
+    }
+    let results = futures::future::join_all(clients.iter().map(|c| async move {
+        // Sync retries a bounded number of times; under contention a node may need more rounds.
+        for _ in 0..10 {
+            match c.sync().await {
+                Ok(_) => return Ok(()),
+                Err(Error::PullSuggested { .. }) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(Error::Timeout)
+    }))
+    .await;
+    for result in results {
+        result.unwrap();
+    }
+    for c in &clients {
+        c.sync().await.unwrap();
+    }
+    let on_server = cities(server.db()).await;
+    assert_eq!(on_server.len(), CLIENTS * EACH, "every insert arrived once");
+    for c in &clients {
+        assert_eq!(cities(c.db()).await, on_server);
+        assert_eq!(log(c.db()).await, []);
+    }
+    let v = versions(&server).await;
+    assert_eq!(
+        v,
+        (1..=v.len() as i64).collect::<Vec<_>>(),
+        "versions are consecutive"
+    );
+    assert_eq!(v.len(), CLIENTS, "one version per accepted push");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_over_one_postgres_lose_nothing() {
+    let name = "two_servers_pg";
+    let Some(db) = server_db(Backend::Postgres, name).await else {
+        return;
+    };
+    let first = serve(SyncServer::builder(db), Adapter::Axum).await;
+    // A second server with its own connection pool: it shares nothing with the first but
+    // the database, like another process.
+    let url = std::env::var("DBSYNC_TEST_POSTGRES").unwrap();
+    let other_db =
+        sea_orm::Database::connect(format!("{}/dbsync_{name}_srv", url.trim_end_matches('/')))
+            .await
+            .unwrap();
+    let second = serve(SyncServer::builder(other_db), Adapter::Axum).await;
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let server = if i % 2 == 0 { &first } else { &second };
+        let c = client(server, &format!("{name}_{i}")).await;
+        for j in 0..4 {
+            add_city(c.db(), &format!("n{i}-{j}")).await;
+        }
+        clients.push(c);
+    }
+    let results = futures::future::join_all(clients.iter().map(|c| async move {
+        for _ in 0..20 {
+            match c.sync().await {
+                Ok(_) => return Ok(()),
+                Err(Error::PullSuggested { .. }) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(Error::Timeout)
+    }))
+    .await;
+    for result in results {
+        result.unwrap();
+    }
+    for c in &clients {
+        c.sync().await.unwrap();
+    }
+    let on_server = cities(first.db()).await;
+    assert_eq!(on_server.len(), 32);
+    for c in &clients {
+        assert_eq!(cities(c.db()).await, on_server);
+    }
+    let v = versions(&first).await;
+    assert_eq!(v, (1..=8).collect::<Vec<i64>>());
+}
