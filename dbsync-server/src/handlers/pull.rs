@@ -118,7 +118,14 @@ async fn max_ids<C: ConnectionTrait>(
     let mut out = BTreeMap::new();
     for info in tables.iter().filter(|t| t.direction.pulls()) {
         let (q, pk) = quote(db, &info.name, &info.primary_key);
-        let max: Option<i64> = scalar(db, &format!("SELECT MAX({pk}) FROM {q}"), vec![]).await?;
+        // PostgreSQL's MAX keeps the column's type; every key is read as a BIGINT.
+        let cast = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            "::bigint"
+        } else {
+            ""
+        };
+        let max: Option<i64> =
+            scalar(db, &format!("SELECT MAX({pk}){cast} FROM {q}"), vec![]).await?;
         out.insert(info.name.clone(), max.unwrap_or(0));
     }
     Ok(out)

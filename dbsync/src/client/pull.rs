@@ -254,7 +254,7 @@ impl<'t> Merge<'t> {
                         self.txn.get_database_backend(),
                         &format!(
                             "SELECT {} FROM {} WHERE {} = ?",
-                            quote(&child.primary_key),
+                            as_bigint(self.txn.get_database_backend(), &quote(&child.primary_key)),
                             quote(&child.name),
                             quote(column)
                         ),
@@ -278,8 +278,15 @@ impl<'t> Merge<'t> {
         let txn = self.txn;
         let backend = txn.get_database_backend();
         let (table, pk) = (quote(&info.name), quote(&info.primary_key));
-        let local_max: Option<i64> =
-            scalar(txn, &format!("SELECT MAX({pk}) FROM {table}"), vec![]).await?;
+        let local_max: Option<i64> = scalar(
+            txn,
+            &format!(
+                "SELECT {} FROM {table}",
+                as_bigint(backend, &format!("MAX({pk})"))
+            ),
+            vec![],
+        )
+        .await?;
         let mut new_id = local_max
             .unwrap_or(0)
             .max(self.max_ids.get(&info.name).copied().unwrap_or(0))
@@ -382,4 +389,12 @@ async fn scalar<C: ConnectionTrait>(
         Some(row) => row.try_get_by_index::<Option<i64>>(0)?,
         None => None,
     })
+}
+
+/// `expr` read as a 64-bit integer: PostgreSQL keeps a 32-bit column's type through `MAX`.
+fn as_bigint(backend: DbBackend, expr: &str) -> String {
+    match backend {
+        DbBackend::Postgres => format!("CAST({expr} AS BIGINT)"),
+        _ => expr.to_owned(),
+    }
 }
