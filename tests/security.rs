@@ -1,1 +1,385 @@
-//! placeholder
+//! Bad input is refused with a typed error and changes nothing: malformed, oversized,
+//! unsigned, tampered, replayed and unauthorized requests, unknown nodes, tables and columns.
+
+use dbsync::messages::{
+    ErrorBody, ErrorCode, PROTOCOL_VERSION, PushRequest, RequestMeta, WireOperation, nonce,
+    now_millis, sign,
+};
+use dbsync::{Command, Error};
+use dbsync_server::{ServerConfig, SyncServer};
+use dbsync_tests::entities::city;
+use dbsync_tests::harness::{
+    Adapter, TestServer, client, serve, server_db, start, unregistered_client,
+};
+use dbsync_tests::{Backend, on_every_server};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+
+on_every_server!(
+    malformed_bodies_are_refused,
+    unsigned_and_tampered_requests_are_refused,
+    a_replayed_request_is_refused,
+    an_unknown_node_is_refused,
+    unknown_tables_and_columns_are_refused,
+    an_oversized_request_is_refused,
+    another_protocol_version_is_refused,
+    the_authorization_hook_can_refuse_a_node,
+);
+
+/// Credentials of a registered node, read from its database as an attacker with the
+/// secret would have them.
+async fn credentials(client: &dbsync::Client) -> (i64, String) {
+    let row = client
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            client.db().get_database_backend(),
+            "SELECT node_id, secret FROM dbsync_node",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get_by_index(0).unwrap(),
+        row.try_get_by_index(1).unwrap(),
+    )
+}
+
+async fn raw(
+    server: &TestServer,
+    path: &str,
+    body: Vec<u8>,
+    node: Option<(i64, String)>,
+) -> (u16, Option<ErrorBody>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/{path}", server.url))
+        .body(body);
+    if let Some((id, signature)) = node {
+        request = request
+            .header("x-dbsync-node", id.to_string())
+            .header("x-dbsync-signature", signature);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).ok())
+}
+
+fn meta(node_id: i64) -> RequestMeta {
+    RequestMeta {
+        protocol: PROTOCOL_VERSION,
+        node_id,
+        timestamp: now_millis(),
+        nonce: nonce(),
+        extra_data: serde_json::Value::Null,
+    }
+}
+
+fn push_of(node_id: i64, table: &str, row: serde_json::Value) -> PushRequest {
+    PushRequest {
+        meta: meta(node_id),
+        push_id: nonce(),
+        base_version: 0,
+        operations: vec![WireOperation {
+            table: table.into(),
+            row_id: 1,
+            command: Command::Insert,
+        }],
+        rows: [(table.to_owned(), vec![row.as_object().unwrap().clone()])].into(),
+    }
+}
+
+async fn server_cities(server: &TestServer) -> usize {
+    city::Entity::find().all(server.db()).await.unwrap().len()
+}
+
+async fn malformed_bodies_are_refused(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let (id, secret) = credentials(&a).await;
+    for body in [
+        b"not json".to_vec(),
+        b"{}".to_vec(),
+        b"{\"operations\": 7}".to_vec(),
+    ] {
+        let signature = sign(&secret, &body);
+        let (status, error) = raw(&server, "push", body, Some((id, signature))).await;
+        assert_eq!(status, 400);
+        assert_eq!(error.unwrap().code, ErrorCode::Malformed);
+    }
+    let (status, error) = raw(&server, "register", b"[1,2".to_vec(), None).await;
+    assert_eq!((status, error.unwrap().code), (400, ErrorCode::Malformed));
+    assert_eq!(server_cities(&server).await, 0);
+}
+
+async fn unsigned_and_tampered_requests_are_refused(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let (id, secret) = credentials(&a).await;
+    let body = serde_json::to_vec(&push_of(
+        id,
+        "city",
+        serde_json::json!({"id": 1, "name": "Evil"}),
+    ))
+    .unwrap();
+    let (status, error) = raw(&server, "push", body.clone(), None).await;
+    assert_eq!(
+        (status, error.unwrap().code),
+        (401, ErrorCode::BadSignature)
+    );
+
+    let signature = sign(&secret, &body);
+    let tampered = String::from_utf8(body)
+        .unwrap()
+        .replace("Evil", "Eviler")
+        .into_bytes();
+    let (status, error) = raw(&server, "push", tampered, Some((id, signature))).await;
+    assert_eq!(
+        (status, error.unwrap().code),
+        (401, ErrorCode::BadSignature)
+    );
+
+    // Signed by this node but claiming to be another one.
+    let other = client(&server, &format!("{name}_b")).await;
+    let (other_id, _) = credentials(&other).await;
+    let body = serde_json::to_vec(&push_of(
+        other_id,
+        "city",
+        serde_json::json!({"id": 1, "name": "Evil"}),
+    ))
+    .unwrap();
+    let (status, error) = raw(
+        &server,
+        "push",
+        body.clone(),
+        Some((id, sign(&secret, &body))),
+    )
+    .await;
+    assert_eq!(
+        (status, error.unwrap().code),
+        (401, ErrorCode::BadSignature)
+    );
+    assert_eq!(server_cities(&server).await, 0);
+}
+
+async fn a_replayed_request_is_refused(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let (id, secret) = credentials(&a).await;
+    let body = serde_json::to_vec(&push_of(
+        id,
+        "city",
+        serde_json::json!({"id": 1, "name": "Once"}),
+    ))
+    .unwrap();
+    let signature = sign(&secret, &body);
+    let (status, _) = raw(&server, "push", body.clone(), Some((id, signature.clone()))).await;
+    assert_eq!(status, 200);
+    let (status, error) = raw(&server, "push", body, Some((id, signature))).await;
+    assert_eq!((status, error.unwrap().code), (401, ErrorCode::Replayed));
+
+    // A request from outside the replay window is refused whatever its nonce.
+    let mut old = push_of(id, "city", serde_json::json!({"id": 2, "name": "Old"}));
+    old.meta.timestamp -= 24 * 3600 * 1000;
+    let body = serde_json::to_vec(&old).unwrap();
+    let (status, error) = raw(
+        &server,
+        "push",
+        body.clone(),
+        Some((id, sign(&secret, &body))),
+    )
+    .await;
+    assert_eq!((status, error.unwrap().code), (401, ErrorCode::Replayed));
+    assert_eq!(server_cities(&server).await, 1);
+}
+
+async fn an_unknown_node_is_refused(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let body = serde_json::to_vec(&push_of(
+        4242,
+        "city",
+        serde_json::json!({"id": 1, "name": "Ghost"}),
+    ))
+    .unwrap();
+    let signature = sign("guessed", &body);
+    let (status, error) = raw(&server, "push", body, Some((4242, signature))).await;
+    assert_eq!((status, error.unwrap().code), (401, ErrorCode::UnknownNode));
+
+    // Through the client API too: credentials the server does not know.
+    let a = client(&server, &format!("{name}_a")).await;
+    a.db()
+        .execute_unprepared("UPDATE dbsync_node SET node_id = 4242")
+        .await
+        .unwrap();
+    city::ActiveModel {
+        name: Set("Ghost".into()),
+        ..Default::default()
+    }
+    .insert(a.db())
+    .await
+    .unwrap();
+    match a.push().await {
+        Err(Error::PushRejected {
+            code: ErrorCode::UnknownNode,
+            ..
+        }) => {}
+        other => panic!("expected PushRejected(UnknownNode), got {other:?}"),
+    }
+    assert!(matches!(
+        a.pull().await,
+        Err(Error::Rejected {
+            code: ErrorCode::UnknownNode,
+            ..
+        })
+    ));
+    assert_eq!(server_cities(&server).await, 0);
+}
+
+async fn unknown_tables_and_columns_are_refused(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let (id, secret) = credentials(&a).await;
+    let cases = [
+        push_of(id, "sqlite_master", serde_json::json!({"id": 1})),
+        push_of(
+            id,
+            "city",
+            serde_json::json!({"id": 1, "name": "X", "\"; DROP TABLE city; --": 1}),
+        ),
+        push_of(id, "city", serde_json::json!({"id": 1, "name": 12})),
+        push_of(
+            id,
+            "tag",
+            serde_json::json!({"id": 1, "label": "pull-only"}),
+        ),
+    ];
+    for push in cases {
+        let body = serde_json::to_vec(&push).unwrap();
+        let (status, error) = raw(
+            &server,
+            "push",
+            body.clone(),
+            Some((id, sign(&secret, &body))),
+        )
+        .await;
+        let error = error.unwrap();
+        assert_eq!(
+            (status, error.code),
+            (422, ErrorCode::InvalidOperation),
+            "{}",
+            error.message
+        );
+    }
+    assert_eq!(server_cities(&server).await, 0);
+    assert_eq!(
+        server.server.latest_version().await.unwrap(),
+        0,
+        "nothing was versioned"
+    );
+}
+
+async fn an_oversized_request_is_refused(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(db) = server_db(backend, name).await else {
+        return;
+    };
+    let mut config = ServerConfig::default();
+    config.max_body_bytes = 4 * 1024;
+    let server = serve(SyncServer::builder(db).config(config), adapter).await;
+    let a = client(&server, &format!("{name}_a")).await;
+    for i in 0..100 {
+        city::ActiveModel {
+            name: Set(format!("a rather long city name number {i}")),
+            ..Default::default()
+        }
+        .insert(a.db())
+        .await
+        .unwrap();
+    }
+    match a.push().await {
+        Err(Error::PushRejected {
+            code: ErrorCode::TooLarge,
+            ..
+        }) => {}
+        other => panic!("expected PushRejected(TooLarge), got {other:?}"),
+    }
+    assert_eq!(server_cities(&server).await, 0);
+    assert_eq!(
+        dbsync::unsynced_objects(a.db()).await.unwrap().len(),
+        100,
+        "nothing is lost locally"
+    );
+}
+
+async fn another_protocol_version_is_refused(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let (status, error) = raw(&server, "register", br#"{"protocol": 99}"#.to_vec(), None).await;
+    let error = error.unwrap();
+    assert_eq!((status, error.code), (400, ErrorCode::ProtocolMismatch));
+    assert_eq!(error.protocol, PROTOCOL_VERSION);
+}
+
+async fn the_authorization_hook_can_refuse_a_node(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(db) = server_db(backend, name).await else {
+        return;
+    };
+    let server = serve(
+        SyncServer::builder(db).authorize(|request| {
+            if request.extra_data.get("token").and_then(|t| t.as_str()) == Some("let me in") {
+                Ok(())
+            } else {
+                Err(format!("{:?} needs a token", request.procedure))
+            }
+        }),
+        adapter,
+    )
+    .await;
+    let stranger = unregistered_client(&server, &format!("{name}_a")).await;
+    match stranger.register().await {
+        Err(Error::Rejected {
+            code: ErrorCode::Unauthorized,
+            message,
+        }) => assert!(message.contains("token")),
+        other => panic!("expected Rejected(Unauthorized), got {other:?}"),
+    }
+    let db = dbsync_tests::tracked_db(Backend::Sqlite, &format!("{name}_b"))
+        .await
+        .unwrap();
+    let friend = dbsync::Client::builder(db, server.url.clone())
+        .extra_data(serde_json::json!({"token": "let me in"}))
+        .build()
+        .unwrap();
+    friend.register().await.unwrap();
+    city::ActiveModel {
+        name: Set("Allowed".into()),
+        ..Default::default()
+    }
+    .insert(friend.db())
+    .await
+    .unwrap();
+    friend.sync().await.unwrap();
+    assert_eq!(server_cities(&server).await, 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_as_offline() {
+    let db = dbsync_tests::tracked_db(Backend::Sqlite, "offline_client")
+        .await
+        .unwrap();
+    // Nothing listens on port 9 of the loopback address.
+    let client = dbsync::Client::new(db, "http://127.0.0.1:9/sync");
+    assert!(matches!(client.register().await, Err(Error::Offline(_))));
+}

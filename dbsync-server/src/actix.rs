@@ -10,11 +10,9 @@ use serde::Serialize;
 /// Registers the dbsync routes, for `App::new().service(web::scope("/sync").configure(configure(server)))`.
 pub fn configure(server: SyncServer) -> impl FnOnce(&mut ServiceConfig) {
     move |config| {
-        // One byte over the limit still reaches the handler, which answers with a typed error.
-        let limit = server.config().max_body_bytes.saturating_add(1);
+        // Bodies are read by `body_bytes`, which answers an oversized one with a typed error.
         config
             .app_data(Data::new(server))
-            .app_data(web::PayloadConfig::new(limit))
             .route("/register", web::post().to(register))
             .route("/push", web::post().to(push))
             .route("/pull", web::post().to(pull))
@@ -23,32 +21,71 @@ pub fn configure(server: SyncServer) -> impl FnOnce(&mut ServiceConfig) {
     }
 }
 
-async fn register(server: Data<SyncServer>, body: Bytes) -> HttpResponse {
-    respond(server.handle_register(&body).await)
+async fn register(server: Data<SyncServer>, body: web::Payload) -> HttpResponse {
+    match body_bytes(&server, body).await {
+        Ok(body) => respond(server.handle_register(&body).await),
+        Err(err) => respond::<()>(Err(err)),
+    }
 }
 
-async fn push(server: Data<SyncServer>, request: HttpRequest, body: Bytes) -> HttpResponse {
+/// The whole body, or `TooLarge` as soon as it passes the server's limit.
+async fn body_bytes(server: &SyncServer, mut body: web::Payload) -> Result<Bytes, ServerError> {
+    use futures_util::StreamExt as _;
+    let limit = server.config().max_body_bytes;
+    let mut out = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|err| ServerError::Malformed(format!("unreadable body: {err}")))?;
+        if out.len() + chunk.len() > limit {
+            return Err(ServerError::TooLarge { limit });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+async fn push(server: Data<SyncServer>, request: HttpRequest, body: web::Payload) -> HttpResponse {
+    let body = match body_bytes(&server, body).await {
+        Ok(body) => body,
+        Err(err) => return respond::<()>(Err(err)),
+    };
     match signed(&request, body) {
         Ok(signed) => respond(server.handle_push(&signed).await),
         Err(err) => respond::<()>(Err(err)),
     }
 }
 
-async fn pull(server: Data<SyncServer>, request: HttpRequest, body: Bytes) -> HttpResponse {
+async fn pull(server: Data<SyncServer>, request: HttpRequest, body: web::Payload) -> HttpResponse {
+    let body = match body_bytes(&server, body).await {
+        Ok(body) => body,
+        Err(err) => return respond::<()>(Err(err)),
+    };
     match signed(&request, body) {
         Ok(signed) => respond(server.handle_pull(&signed).await),
         Err(err) => respond::<()>(Err(err)),
     }
 }
 
-async fn repair(server: Data<SyncServer>, request: HttpRequest, body: Bytes) -> HttpResponse {
+async fn repair(
+    server: Data<SyncServer>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let body = match body_bytes(&server, body).await {
+        Ok(body) => body,
+        Err(err) => return respond::<()>(Err(err)),
+    };
     match signed(&request, body) {
         Ok(signed) => respond(server.handle_repair(&signed).await),
         Err(err) => respond::<()>(Err(err)),
     }
 }
 
-async fn query(server: Data<SyncServer>, request: HttpRequest, body: Bytes) -> HttpResponse {
+async fn query(server: Data<SyncServer>, request: HttpRequest, body: web::Payload) -> HttpResponse {
+    let body = match body_bytes(&server, body).await {
+        Ok(body) => body,
+        Err(err) => return respond::<()>(Err(err)),
+    };
     match signed(&request, body) {
         Ok(signed) => respond(server.handle_query(&signed).await),
         Err(err) => respond::<()>(Err(err)),

@@ -3,7 +3,7 @@
 
 use crate::{NODE_HEADER, SIGNATURE_HEADER, ServerError, SignedRequest, SyncServer};
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,23 +12,44 @@ use serde::Serialize;
 
 /// The dbsync routes, to mount with `Router::nest("/sync", router(server))`.
 pub fn router(server: SyncServer) -> Router {
-    // One byte over the limit still reaches the handler, which answers with a typed error.
-    let limit = server.config().max_body_bytes.saturating_add(1);
+    // Bodies are read by `body_bytes`, which answers an oversized one with a typed error.
     Router::new()
         .route("/register", post(register))
         .route("/push", post(push))
         .route("/pull", post(pull))
         .route("/repair", post(repair))
         .route("/query", post(query))
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::disable())
         .with_state(server)
 }
 
-async fn register(State(server): State<SyncServer>, body: Bytes) -> Response {
-    respond(server.handle_register(&body).await)
+async fn register(State(server): State<SyncServer>, body: Body) -> Response {
+    match body_bytes(&server, body).await {
+        Ok(body) => respond(server.handle_register(&body).await),
+        Err(err) => respond::<()>(Err(err)),
+    }
 }
 
-async fn push(State(server): State<SyncServer>, headers: HeaderMap, body: Bytes) -> Response {
+/// The whole body, or `TooLarge` as soon as it passes the server's limit.
+async fn body_bytes(server: &SyncServer, body: Body) -> Result<Bytes, ServerError> {
+    let limit = server.config().max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let too_large = std::error::Error::source(&err)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+            || err.to_string().contains("length limit");
+        if too_large {
+            ServerError::TooLarge { limit }
+        } else {
+            ServerError::Malformed(format!("unreadable body: {err}"))
+        }
+    })
+}
+
+async fn push(State(server): State<SyncServer>, headers: HeaderMap, body: Body) -> Response {
+    let body = match body_bytes(&server, body).await {
+        Ok(body) => body,
+        Err(err) => return respond::<()>(Err(err)),
+    };
     let request = match signed(&headers, body) {
         Ok(request) => request,
         Err(err) => return respond::<()>(Err(err)),
@@ -42,21 +63,33 @@ async fn push(State(server): State<SyncServer>, headers: HeaderMap, body: Bytes)
     )
 }
 
-async fn pull(State(server): State<SyncServer>, headers: HeaderMap, body: Bytes) -> Response {
+async fn pull(State(server): State<SyncServer>, headers: HeaderMap, body: Body) -> Response {
+    let body = match body_bytes(&server, body).await {
+        Ok(body) => body,
+        Err(err) => return respond::<()>(Err(err)),
+    };
     match signed(&headers, body) {
         Ok(request) => respond(server.handle_pull(&request).await),
         Err(err) => respond::<()>(Err(err)),
     }
 }
 
-async fn repair(State(server): State<SyncServer>, headers: HeaderMap, body: Bytes) -> Response {
+async fn repair(State(server): State<SyncServer>, headers: HeaderMap, body: Body) -> Response {
+    let body = match body_bytes(&server, body).await {
+        Ok(body) => body,
+        Err(err) => return respond::<()>(Err(err)),
+    };
     match signed(&headers, body) {
         Ok(request) => respond(server.handle_repair(&request).await),
         Err(err) => respond::<()>(Err(err)),
     }
 }
 
-async fn query(State(server): State<SyncServer>, headers: HeaderMap, body: Bytes) -> Response {
+async fn query(State(server): State<SyncServer>, headers: HeaderMap, body: Body) -> Response {
+    let body = match body_bytes(&server, body).await {
+        Ok(body) => body,
+        Err(err) => return respond::<()>(Err(err)),
+    };
     match signed(&headers, body) {
         Ok(request) => respond(server.handle_query(&request).await),
         Err(err) => respond::<()>(Err(err)),

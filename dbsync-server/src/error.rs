@@ -13,10 +13,8 @@ pub enum ServerError {
     #[error("malformed request: {0}")]
     Malformed(String),
     /// The body exceeds [`ServerConfig::max_body_bytes`](crate::ServerConfig::max_body_bytes).
-    #[error("request of {size} bytes exceeds the limit of {limit}")]
+    #[error("the request exceeds the limit of {limit} bytes")]
     TooLarge {
-        /// The body's size.
-        size: usize,
         /// The limit.
         limit: usize,
     },

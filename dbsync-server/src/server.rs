@@ -119,10 +119,7 @@ impl SyncServer {
     {
         let limit = self.inner.config.max_body_bytes;
         if request.body.len() > limit {
-            return Err(ServerError::TooLarge {
-                size: request.body.len(),
-                limit,
-            });
+            return Err(ServerError::TooLarge { limit });
         }
         let db = &self.inner.db;
         let secret: Option<String> = scalar(

@@ -63,6 +63,7 @@ mod capture;
 mod client;
 mod error;
 pub mod messages;
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 mod node_state;
 mod oplog;
 mod registry;
