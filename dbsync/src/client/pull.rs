@@ -310,19 +310,19 @@ impl<'t> Merge<'t> {
         .await?;
         for child in self.registry.tables() {
             for fk in &child.foreign_keys {
-                if let [column] = &fk.columns[..] {
-                    if fk.to_table == info.name {
-                        exec(
-                            format!(
-                                "UPDATE {} SET {} = ? WHERE {} = ?",
-                                quote(&child.name),
-                                quote(column),
-                                quote(column)
-                            ),
-                            vec![new_id.into(), old.into()],
-                        )
-                        .await?;
-                    }
+                if let [column] = &fk.columns[..]
+                    && fk.to_table == info.name
+                {
+                    exec(
+                        format!(
+                            "UPDATE {} SET {} = ? WHERE {} = ?",
+                            quote(&child.name),
+                            quote(column),
+                            quote(column)
+                        ),
+                        vec![new_id.into(), old.into()],
+                    )
+                    .await?;
                 }
             }
         }

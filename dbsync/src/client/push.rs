@@ -180,7 +180,6 @@ impl Client {
     /// version forward, in one transaction.
     async fn acknowledge(&self, seqs: &[i64], version: Option<i64>) -> Result<()> {
         let txn = self.inner.db.begin().await?;
-        let backend = txn.get_database_backend();
         for chunk in seqs.chunks(500) {
             let list = chunk
                 .iter()
@@ -192,7 +191,6 @@ impl Client {
             ))
             .await?;
         }
-        let _ = backend;
         node_state::set_pending(&txn, None).await?;
         if let Some(version) = version {
             node_state::advance_version(&txn, version).await?;

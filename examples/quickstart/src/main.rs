@@ -1,69 +1,147 @@
-//! dbsync's quickstart: an application on an embedded SQLite file whose writes are recorded
-//! for synchronization, whatever code path makes them.
+//! dbsync's quickstart: a server and two nodes in one process, each on its own embedded SQLite
+//! file, over real HTTP on 127.0.0.1. The nodes edit while "offline", then sync.
 //!
-//! Run it with `cargo run -p example-quickstart`.
+//! Run it with `cargo run -p example-quickstart`. Nothing needs to be installed.
 
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, EntityTrait, Set};
+use dbsync::Client;
+use dbsync_server::SyncServer;
+use example_entities::{city, create_tables, person};
+use sea_orm::{ActiveModelTrait, Database, DatabaseConnection, EntityTrait, QueryOrder, Set};
+use std::error::Error;
 
-mod city {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, dbsync::Tracked)]
-    #[sea_orm(table_name = "city")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i32,
-        #[sea_orm(unique)]
-        pub name: String,
+/// A fresh SQLite file in the temp folder, with the application's tables.
+async fn open(name: &str) -> Result<DatabaseConnection, Box<dyn Error>> {
+    let path = std::env::temp_dir().join(format!("dbsync-quickstart-{name}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+    let db = Database::connect(format!("sqlite://{}?mode=rwc", path.display())).await?;
+    create_tables(&db).await?;
+    Ok(db)
+}
 
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+async fn node(name: &str, url: &str) -> Result<Client, Box<dyn Error>> {
+    let db = open(name).await?;
+    dbsync::create_all(&db).await?;
+    let client = Client::new(db, url);
+    if !client.is_registered().await? {
+        let id = client.register().await?;
+        println!("{name}: registered as node {id}");
+    }
+    Ok(client)
+}
 
-    impl ActiveModelBehavior for ActiveModel {}
+async fn add_city(db: &DatabaseConnection, name: &str) -> Result<city::Model, Box<dyn Error>> {
+    let model = city::ActiveModel {
+        name: Set(name.into()),
+        ..Default::default()
+    };
+    Ok(model.insert(db).await?)
+}
+
+async fn add_person(
+    db: &DatabaseConnection,
+    name: &str,
+    city: &city::Model,
+) -> Result<(), Box<dyn Error>> {
+    let model = person::ActiveModel {
+        name: Set(name.into()),
+        city_id: Set(city.id),
+        ..Default::default()
+    };
+    model.insert(db).await?;
+    Ok(())
+}
+
+async fn show(label: &str, db: &DatabaseConnection) -> Result<(), Box<dyn Error>> {
+    let cities = city::Entity::find()
+        .order_by_asc(city::Column::Id)
+        .all(db)
+        .await?;
+    let people = person::Entity::find()
+        .order_by_asc(person::Column::Id)
+        .all(db)
+        .await?;
+    let cities: Vec<String> = cities
+        .iter()
+        .map(|c| format!("{}:{}", c.id, c.name))
+        .collect();
+    let people: Vec<String> = people
+        .iter()
+        .map(|p| format!("{}@{}", p.name, p.city_id))
+        .collect();
+    println!(
+        "  {label:<7} cities [{}]  people [{}]",
+        cities.join(", "),
+        people.join(", ")
+    );
+    Ok(())
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::temp_dir().join("dbsync-quickstart.db");
-    let _ = std::fs::remove_file(&path);
-    let db = Database::connect(format!("sqlite://{}?mode=rwc", path.display())).await?;
-    // The application creates its own tables, then lets dbsync track them.
-    db.get_schema_builder()
-        .register(city::Entity)
-        .apply(&db)
-        .await?;
-    dbsync::create_all(&db).await?;
+async fn main() -> Result<(), Box<dyn Error>> {
+    // The server: the application's own axum app, with dbsync mounted under /sync.
+    let server_db = open("server").await?;
+    let server = SyncServer::new(server_db.clone());
+    server.setup().await?;
+    let app = axum::Router::new().nest("/sync", dbsync_server::axum::router(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/sync", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    println!("server: listening on {url}");
 
-    let paris = city::ActiveModel {
-        name: Set("Paris".into()),
-        ..Default::default()
-    }
-    .insert(&db)
-    .await?;
-    city::Entity::insert_many(["Lyon", "Nice"].map(|name| city::ActiveModel {
-        name: Set(name.into()),
-        ..Default::default()
-    }))
-    .exec(&db)
-    .await?;
-    city::Entity::update_many()
-        .col_expr(city::Column::Name, Expr::cust("upper(name)"))
-        .exec(&db)
-        .await?;
-    db.execute_unprepared("DELETE FROM city WHERE name = 'NICE'")
-        .await?;
+    let alice = node("alice", &url).await?;
+    let bob = node("bob", &url).await?;
 
-    println!("operations log:");
-    for op in dbsync::unsynced_operations(&db).await? {
-        println!("  #{:<2} city {} {:?}", op.seq, op.row_id, op.command);
+    println!("\n1. Both edit offline. Their first city gets the same key on both laptops.");
+    let paris = add_city(alice.db(), "Paris").await?;
+    add_person(alice.db(), "Ann", &paris).await?;
+    let oslo = add_city(bob.db(), "Oslo").await?;
+    add_person(bob.db(), "Bo", &oslo).await?;
+    show("alice", alice.db()).await?;
+    show("bob", bob.db()).await?;
+
+    println!(
+        "\n2. Alice syncs first, then Bob: his push is refused until he pulls, and his Oslo moves to a free key."
+    );
+    let report = alice.sync().await?;
+    println!(
+        "  alice pushed {} operations",
+        report.push.map_or(0, |p| p.operations)
+    );
+    let report = bob.sync().await?;
+    for pull in &report.pulls {
+        for (table, old, new) in &pull.moved {
+            println!("  bob moved {table} {old} -> {new} (and the rows pointing at it)");
+        }
     }
-    println!("to push (compressed):");
-    for object in dbsync::unsynced_objects(&db).await? {
-        println!("  {} {} {:?}", object.table, object.row_id, object.command);
-    }
-    let synced = dbsync::is_synced::<city::Entity, _>(&db, paris.id.into()).await?;
-    println!("Paris synced: {synced}");
+    alice.sync().await?;
+    show("server", &server_db).await?;
+    show("alice", alice.db()).await?;
+    show("bob", bob.db()).await?;
+
+    println!("\n3. Bob renames Oslo while Alice deletes Paris (and Ann, by cascade).");
+    let mut renamed: city::ActiveModel = city::Entity::find_by_id(oslo.id + 1)
+        .one(bob.db())
+        .await?
+        .ok_or("Oslo moved to the next key")?
+        .into();
+    renamed.name = Set("Oslo, Norway".into());
+    renamed.update(bob.db()).await?;
+    city::Entity::delete_by_id(paris.id)
+        .exec(alice.db())
+        .await?;
+    bob.sync().await?;
+    alice.sync().await?;
+    bob.sync().await?;
+    show("server", &server_db).await?;
+    show("alice", alice.db()).await?;
+    show("bob", bob.db()).await?;
+
+    println!("\n4. A remote query, without syncing: cities named \"Oslo, Norway\" on the server.");
+    let found = alice
+        .query::<city::Entity>([(city::Column::Name, "Oslo, Norway".into())])
+        .await?;
+    println!("  {found:?}");
     Ok(())
 }
