@@ -23,6 +23,7 @@ on_every_server!(
     an_oversized_request_is_refused,
     another_protocol_version_is_refused,
     the_authorization_hook_can_refuse_a_node,
+    a_before_push_hook_can_veto_a_push,
 );
 
 /// Credentials of a registered node, read from its database as an attacker with the
@@ -382,4 +383,52 @@ async fn an_unreachable_server_is_reported_as_offline() {
     // Nothing listens on port 9 of the loopback address.
     let client = dbsync::Client::new(db, "http://127.0.0.1:9/sync");
     assert!(matches!(client.register().await, Err(Error::Offline(_))));
+}
+
+async fn a_before_push_hook_can_veto_a_push(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(db) = server_db(backend, name).await else {
+        return;
+    };
+    let hook: dbsync_server::PushHook = std::sync::Arc::new(|_, push, _| {
+        let vetoed = push.operations.iter().any(|op| op.table == "person");
+        Box::pin(async move {
+            if vetoed {
+                Err("people are read-only here".to_owned())
+            } else {
+                Ok(())
+            }
+        })
+    });
+    let server = serve(SyncServer::builder(db).before_push(hook), adapter).await;
+    let a = client(&server, &format!("{name}_a")).await;
+    let lyon = city::ActiveModel {
+        name: Set("Lyon".into()),
+        ..Default::default()
+    }
+    .insert(a.db())
+    .await
+    .unwrap();
+    dbsync_tests::entities::person::ActiveModel {
+        name: Set("Ann".into()),
+        city_id: Set(lyon.id),
+        ..Default::default()
+    }
+    .insert(a.db())
+    .await
+    .unwrap();
+    match a.push().await {
+        Err(Error::PushRejected {
+            code: ErrorCode::Unauthorized,
+            message,
+        }) => {
+            assert!(message.contains("read-only"), "{message}");
+        }
+        other => panic!("expected PushRejected(Unauthorized), got {other:?}"),
+    }
+    assert_eq!(
+        server_cities(&server).await,
+        0,
+        "the whole push was rolled back"
+    );
+    assert_eq!(dbsync::unsynced_objects(a.db()).await.unwrap().len(), 2);
 }
