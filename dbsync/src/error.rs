@@ -147,6 +147,14 @@ pub enum Error {
         server: u32,
     },
 
+    /// Local rows hold unique values that rows coming from the server also hold. The pull
+    /// changed nothing; change the local rows (for example rename them) and pull again.
+    #[error("unique constraint conflicts: {}", conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    UniqueConstraint {
+        /// Each local row in the way.
+        conflicts: Vec<UniqueConflict>,
+    },
+
     /// A repair would discard local changes that were never pushed.
     #[error("{count} local changes were never pushed; repair would discard them")]
     UnsyncedChanges {
@@ -157,4 +165,28 @@ pub enum Error {
     /// The connected database is not one dbsync supports.
     #[error("unsupported database backend: {0}")]
     UnsupportedBackend(String),
+}
+
+/// A local row whose unique columns hold values a server row also holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UniqueConflict {
+    /// The table.
+    pub table: String,
+    /// The local row's primary key.
+    pub row_id: i64,
+    /// The columns of the unique constraint.
+    pub columns: Vec<String>,
+}
+
+impl std::fmt::Display for UniqueConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({})",
+            self.table,
+            self.row_id,
+            self.columns.join(", ")
+        )
+    }
 }

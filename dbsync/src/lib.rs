@@ -62,6 +62,7 @@ mod capture;
 #[cfg(feature = "client")]
 mod client;
 mod error;
+pub mod merge;
 pub mod messages;
 #[cfg_attr(not(feature = "client"), allow(dead_code))]
 mod node_state;
@@ -83,7 +84,7 @@ pub use client::{
     Client, ClientBuilder, Phase, Progress, PullReport, PushReport, RepairReport, SyncReport,
     UnsyncedPolicy,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Result, UniqueConflict};
 pub use oplog::{
     Command, Operation, UnsyncedObject, compress, is_synced, unsynced_objects, unsynced_operations,
 };

@@ -125,7 +125,11 @@ impl<'a> Latest<'a> {
             .query_all_raw(stmt(
                 txn.get_database_backend(),
                 &format!(
-                    "SELECT i.id, i.row_id, i.command, i.data FROM dbsync_incoming i \
+                    // The newest entry gives the row; the newest operation among the row's
+                    // entries says what the server did (a row sent as a parent has none).
+                    "SELECT i.id, i.row_id, COALESCE(i.command, (SELECT k.command FROM dbsync_incoming k \
+                     WHERE k.table_name = i.table_name AND k.row_id = i.row_id AND k.command IS NOT NULL \
+                     ORDER BY k.id DESC LIMIT 1)), i.data FROM dbsync_incoming i \
                      WHERE i.table_name = ? AND i.id > ? AND i.id = (SELECT MAX(j.id) FROM dbsync_incoming j \
                      WHERE j.table_name = i.table_name AND j.row_id = i.row_id) ORDER BY i.id LIMIT {CHUNK}"
                 ),

@@ -1,6 +1,7 @@
 //! [`Client`]: a node's side of the protocol over HTTP(S), one file per procedure.
 
 mod incoming;
+mod merge;
 mod pull;
 mod push;
 mod query;
@@ -13,6 +14,7 @@ pub use push::PushReport;
 pub use repair::{RepairReport, UnsyncedPolicy};
 
 use crate::error::{Error, Result};
+use crate::merge::ConflictPolicy;
 use crate::messages::{PROTOCOL_VERSION, RequestMeta, nonce, now_millis};
 use crate::node_state::{self, NodeState};
 use crate::registry::Registry;
@@ -77,6 +79,7 @@ struct Inner {
     progress: Option<ProgressFn>,
     page_size: u32,
     max_sync_attempts: u32,
+    policies: merge::Policies,
 }
 
 impl std::fmt::Debug for Client {
@@ -110,6 +113,7 @@ impl Client {
             progress: None,
             page_size: 2_000,
             max_sync_attempts: 5,
+            policies: merge::Policies::default(),
         }
     }
 
@@ -201,6 +205,7 @@ pub struct ClientBuilder {
     progress: Option<ProgressFn>,
     page_size: u32,
     max_sync_attempts: u32,
+    policies: merge::Policies,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -270,6 +275,22 @@ impl ClientBuilder {
         self
     }
 
+    /// Who wins when the server and this node changed the same row (default
+    /// [`ConflictPolicy::LocalWins`]), for every table without a policy of its own.
+    pub fn conflict_policy(mut self, policy: ConflictPolicy) -> Self {
+        self.policies.default = policy;
+        self
+    }
+
+    /// Who wins conflicts on entity `E`'s table.
+    pub fn conflict_policy_for<E: crate::Tracked>(mut self, policy: ConflictPolicy) -> Self {
+        self.policies.by_table.insert(
+            sea_orm::EntityName::table_name(&E::default()).to_owned(),
+            policy,
+        );
+        self
+    }
+
     /// The client. Fails only if the TLS backend cannot initialise.
     pub fn build(self) -> Result<Client> {
         let http = reqwest::Client::builder()
@@ -289,6 +310,7 @@ impl ClientBuilder {
                 progress: self.progress,
                 page_size: self.page_size,
                 max_sync_attempts: self.max_sync_attempts,
+                policies: self.policies,
             }),
         })
     }

@@ -1,0 +1,488 @@
+//! Carrying out a merge: the staged server changes, table by table, against the node's
+//! unsynced changes, inside the pull's untracked transaction.
+
+use super::incoming::{self, Entry, Latest};
+use super::pull::PullReport;
+use crate::capture::quote;
+use crate::error::{Error, Result, UniqueConflict};
+use crate::merge::{
+    ConflictKind, ConflictPolicy, ConflictRows, RemoteChange, Resolution, ResolvedConflict, Step,
+    decide,
+};
+use crate::node_state::stmt;
+use crate::oplog::{Command, compress, unsynced_operations};
+use crate::registry::Registry;
+use crate::row::Row;
+use crate::table::TableInfo;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+
+/// Conflict policies by table, with a default.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Policies {
+    pub default: ConflictPolicy,
+    pub by_table: HashMap<String, ConflictPolicy>,
+}
+
+impl Policies {
+    fn for_table(&self, table: &str) -> &ConflictPolicy {
+        self.by_table.get(table).unwrap_or(&self.default)
+    }
+}
+
+/// The state of one merge: the local unsynced changes by row, and what has been learnt.
+pub(super) struct Merge<'t> {
+    txn: &'t DatabaseTransaction,
+    registry: &'static Registry,
+    policies: &'t Policies,
+    local: HashMap<(u32, i64), Command>,
+    max_ids: BTreeMap<String, i64>,
+    clashes: Vec<UniqueConflict>,
+}
+
+impl<'t> Merge<'t> {
+    pub(super) async fn new(
+        txn: &'t DatabaseTransaction,
+        registry: &'static Registry,
+        policies: &'t Policies,
+        max_ids: BTreeMap<String, i64>,
+    ) -> Result<Self> {
+        let local = compress(&unsynced_operations(txn).await?)
+            .into_iter()
+            .map(|op| ((op.content_type_id, op.row_id), op.command))
+            .collect();
+        Ok(Merge {
+            txn,
+            registry,
+            policies,
+            local,
+            max_ids,
+            clashes: Vec::new(),
+        })
+    }
+
+    /// Deletes children first, then writes parents first. Unique clashes are gathered over
+    /// the whole pull and refused together, so the application sees them all at once.
+    pub(super) async fn apply(&mut self, report: &mut PullReport) -> Result<()> {
+        let tables: Vec<&TableInfo> = self
+            .registry
+            .tables()
+            .iter()
+            .filter(|t| t.direction.pulls())
+            .collect();
+        for info in tables.iter().rev() {
+            let mut reader = Latest::new(info);
+            loop {
+                let chunk = reader.next(self.txn).await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                for entry in chunk
+                    .iter()
+                    .filter(|e| e.data.is_none() && e.command == Some(Command::Delete))
+                {
+                    self.delete(info, entry.row_id, report).await?;
+                }
+            }
+        }
+        for info in &tables {
+            if !info.unique.is_empty() {
+                self.vacate_unique_values(info).await?;
+            }
+            let mut reader = Latest::new(info);
+            let mut written = false;
+            loop {
+                let chunk = reader.next(self.txn).await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                for entry in chunk.into_iter().filter(|e| e.data.is_some()) {
+                    written |= self.upsert(info, entry, report).await?;
+                }
+            }
+            if written {
+                crate::apply::advance_key_generator(self.txn, info).await?;
+            }
+        }
+        if !self.clashes.is_empty() {
+            return Err(Error::UniqueConstraint {
+                conflicts: std::mem::take(&mut self.clashes),
+            });
+        }
+        Ok(())
+    }
+
+    async fn delete(&mut self, info: &TableInfo, id: i64, report: &mut PullReport) -> Result<()> {
+        let key = (info.content_type_id, id);
+        let local = self.local.get(&key).copied();
+        let referenced = local.is_none() && self.has_unsynced_children(info, id).await?;
+        let step = decide(Some(Command::Delete), local, referenced);
+        match step {
+            Step::Apply => {
+                info.ops().delete(self.txn, &[id]).await?;
+                report.applied += 1;
+            }
+            Step::KeepParent => {
+                self.log_local(info, id, Command::Insert).await?;
+                note(report, info, id, step, Resolution::KeptParent);
+            }
+            Step::DropLocal => {
+                self.forget_local(info, id).await?;
+                note(report, info, id, step, Resolution::BothDeleted);
+            }
+            Step::Resolve(_) => {
+                let local_row = info.ops().fetch(self.txn, &[id]).await?.pop();
+                let resolution = self.resolve(info, id, local_row.as_ref(), None).await?;
+                note(report, info, id, step, resolution);
+            }
+            Step::Skip | Step::Restore(_) | Step::MoveLocalThenApply => {}
+        }
+        Ok(())
+    }
+
+    /// Writes one staged row; returns whether anything was written.
+    async fn upsert(
+        &mut self,
+        info: &TableInfo,
+        entry: Entry,
+        report: &mut PullReport,
+    ) -> Result<bool> {
+        let id = entry.row_id;
+        let row = entry.data.expect("filtered on data");
+        let change = RemoteChange {
+            content_type_id: info.content_type_id,
+            row_id: id,
+            command: entry.command.map(|c| {
+                if c == Command::Delete {
+                    Command::Update
+                } else {
+                    c
+                }
+            }),
+        };
+        let step = decide(
+            change.command,
+            self.local.get(&(info.content_type_id, id)).copied(),
+            false,
+        );
+        match step {
+            Step::Apply => {}
+            Step::Skip | Step::DropLocal | Step::KeepParent => return Ok(false),
+            Step::Restore(_) => {
+                self.forget_local(info, id).await?;
+                note(report, info, id, step, Resolution::Restored);
+            }
+            Step::MoveLocalThenApply => {
+                let new_id = self.move_local(info, id).await?;
+                report.moved.push((info.name.clone(), id, new_id));
+                note(report, info, id, step, Resolution::Moved { new_id });
+            }
+            Step::Resolve(_) => {
+                let local_row = info.ops().fetch(self.txn, &[id]).await?.pop();
+                let resolution = self
+                    .resolve(info, id, local_row.as_ref(), Some(&row))
+                    .await?;
+                note(report, info, id, step, resolution);
+                return Ok(true);
+            }
+        }
+        self.write(info, &row).await?;
+        report.applied += 1;
+        Ok(true)
+    }
+
+    /// Applies the table's policy to a row both sides changed.
+    async fn resolve(
+        &mut self,
+        info: &TableInfo,
+        id: i64,
+        local: Option<&Row>,
+        server: Option<&Row>,
+    ) -> Result<Resolution> {
+        let chosen = match self.policies.for_table(&info.name) {
+            ConflictPolicy::LocalWins => return Ok(Resolution::KeptLocal),
+            ConflictPolicy::ServerWins => server.cloned(),
+            ConflictPolicy::Custom(decide) => decide(&ConflictRows {
+                table: &info.name,
+                row_id: id,
+                local,
+                server,
+            }),
+        };
+        let took_server = chosen.as_ref() == server;
+        match &chosen {
+            Some(row) => self.write(info, row).await?,
+            None => info.ops().delete(self.txn, &[id]).await?,
+        }
+        self.forget_local(info, id).await?;
+        if took_server {
+            return Ok(Resolution::TookServer);
+        }
+        // The merged row differs from the server's: push it.
+        let command = if chosen.is_some() {
+            Command::Update
+        } else {
+            Command::Delete
+        };
+        self.log_local(info, id, command).await?;
+        Ok(Resolution::Merged)
+    }
+
+    /// Writes a server row after checking its unique values against the local rows; a
+    /// clash is recorded and the row is not written.
+    async fn write(&mut self, info: &TableInfo, row: &Row) -> Result<()> {
+        let id = row
+            .get(&info.primary_key)
+            .and_then(Json::as_i64)
+            .unwrap_or_default();
+        for columns in &info.unique {
+            let filters: Row = columns
+                .iter()
+                .map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Json::Null)))
+                .collect();
+            // SQL treats NULLs as distinct: a partly NULL key clashes with nothing.
+            if filters.values().any(Json::is_null) {
+                continue;
+            }
+            let holders = info.ops().query(self.txn, &filters, 2).await?;
+            for holder in holders {
+                let holder_id = holder
+                    .get(&info.primary_key)
+                    .and_then(Json::as_i64)
+                    .unwrap_or_default();
+                if holder_id != id {
+                    self.clashes.push(UniqueConflict {
+                        table: info.name.clone(),
+                        row_id: holder_id,
+                        columns: columns.clone(),
+                    });
+                    return Ok(());
+                }
+            }
+        }
+        if self.clashes.is_empty() {
+            info.ops().upsert(self.txn, row).await?;
+        }
+        Ok(())
+    }
+
+    /// Before a table's rows are written, local rows whose unique values the pull changes get
+    /// placeholder values, so that values moving between rows (a swap, or a rotation through
+    /// several rows) never meet their old holder.
+    async fn vacate_unique_values(&mut self, info: &TableInfo) -> Result<()> {
+        let mut reader = Latest::new(info);
+        loop {
+            let chunk = reader.next(self.txn).await?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let incoming: HashMap<i64, &Row> = chunk
+                .iter()
+                .filter(|e| {
+                    e.data.is_some() && !self.local.contains_key(&(info.content_type_id, e.row_id))
+                })
+                .map(|e| (e.row_id, e.data.as_ref().expect("filtered")))
+                .collect();
+            let ids: Vec<i64> = incoming.keys().copied().collect();
+            for mut local in info.ops().fetch(self.txn, &ids).await? {
+                let id = local
+                    .get(&info.primary_key)
+                    .and_then(Json::as_i64)
+                    .unwrap_or_default();
+                let server = incoming[&id];
+                let mut changed = false;
+                for column in info.unique.iter().flatten() {
+                    if local.get(column) != server.get(column) {
+                        if let Some(placeholder) = placeholder(local.get(column), id) {
+                            local.insert(column.clone(), placeholder);
+                            changed = true;
+                        }
+                    }
+                }
+                if changed {
+                    info.ops().upsert(self.txn, &local).await?;
+                }
+            }
+        }
+    }
+
+    /// Whether rows referencing `id` have unsynced local changes.
+    async fn has_unsynced_children(&self, info: &TableInfo, id: i64) -> Result<bool> {
+        for child in self.registry.tables() {
+            for fk in &child.foreign_keys {
+                let [column] = &fk.columns[..] else { continue };
+                if fk.to_table != info.name {
+                    continue;
+                }
+                let rows = self
+                    .txn
+                    .query_all_raw(stmt(
+                        self.txn.get_database_backend(),
+                        &format!(
+                            "SELECT {} FROM {} WHERE {} = ?",
+                            as_bigint(self.txn.get_database_backend(), &quote(&child.primary_key)),
+                            quote(&child.name),
+                            quote(column)
+                        ),
+                        vec![id.into()],
+                    ))
+                    .await?;
+                for row in rows {
+                    let child_id: i64 = row.try_get_by_index(0)?;
+                    if self.local.contains_key(&(child.content_type_id, child_id)) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Moves a locally inserted row to a key neither side has used, with every local
+    /// reference to it, so that the server's row can take its key.
+    async fn move_local(&mut self, info: &TableInfo, old: i64) -> Result<i64> {
+        let txn = self.txn;
+        let backend = txn.get_database_backend();
+        let (table, pk) = (quote(&info.name), quote(&info.primary_key));
+        let local_max = scalar(
+            txn,
+            &format!(
+                "SELECT {} FROM {table}",
+                as_bigint(backend, &format!("MAX({pk})"))
+            ),
+            vec![],
+        )
+        .await?;
+        let mut new_id = local_max
+            .unwrap_or(0)
+            .max(self.max_ids.get(&info.name).copied().unwrap_or(0))
+            .max(incoming::max_staged_id(txn, &info.name).await?);
+        if backend == DbBackend::Sqlite {
+            let seq = scalar(
+                txn,
+                "SELECT seq FROM sqlite_sequence WHERE name = ?",
+                vec![info.name.clone().into()],
+            )
+            .await?;
+            new_id = new_id.max(seq.unwrap_or(0));
+        }
+        new_id += 1;
+        let exec =
+            |sql: String, values: Vec<sea_orm::Value>| txn.execute_raw(stmt(backend, &sql, values));
+        exec(
+            format!("UPDATE {table} SET {pk} = ? WHERE {pk} = ?"),
+            vec![new_id.into(), old.into()],
+        )
+        .await?;
+        for child in self.registry.tables() {
+            for fk in &child.foreign_keys {
+                if let [column] = &fk.columns[..]
+                    && fk.to_table == info.name
+                {
+                    exec(
+                        format!(
+                            "UPDATE {} SET {} = ? WHERE {} = ?",
+                            quote(&child.name),
+                            quote(column),
+                            quote(column)
+                        ),
+                        vec![new_id.into(), old.into()],
+                    )
+                    .await?;
+                }
+            }
+        }
+        exec(
+            "UPDATE dbsync_operations SET row_id = ? WHERE content_type_id = ? AND row_id = ? AND version_id IS NULL".into(),
+            vec![new_id.into(), i64::from(info.content_type_id).into(), old.into()],
+        )
+        .await?;
+        if backend == DbBackend::Sqlite {
+            // An UPDATE of the key does not move SQLite's AUTOINCREMENT counter.
+            exec(
+                "UPDATE sqlite_sequence SET seq = ? WHERE name = ? AND seq < ?".into(),
+                vec![new_id.into(), info.name.clone().into(), new_id.into()],
+            )
+            .await?;
+        }
+        let command = self
+            .local
+            .remove(&(info.content_type_id, old))
+            .unwrap_or(Command::Insert);
+        self.local.insert((info.content_type_id, new_id), command);
+        Ok(new_id)
+    }
+
+    /// Drops the unsynced log entries of a row.
+    async fn forget_local(&mut self, info: &TableInfo, id: i64) -> Result<()> {
+        self.txn
+            .execute_raw(stmt(
+                self.txn.get_database_backend(),
+                "DELETE FROM dbsync_operations WHERE content_type_id = ? AND row_id = ? AND version_id IS NULL",
+                vec![i64::from(info.content_type_id).into(), id.into()],
+            ))
+            .await?;
+        self.local.remove(&(info.content_type_id, id));
+        Ok(())
+    }
+
+    /// Adds a local log entry for a row, as if the application had written it.
+    async fn log_local(&mut self, info: &TableInfo, id: i64, command: Command) -> Result<()> {
+        self.txn
+            .execute_raw(stmt(
+                self.txn.get_database_backend(),
+                "INSERT INTO dbsync_operations (content_type_id, row_id, command) VALUES (?, ?, ?)",
+                vec![
+                    i64::from(info.content_type_id).into(),
+                    id.into(),
+                    command.letter().into(),
+                ],
+            ))
+            .await?;
+        self.local.insert((info.content_type_id, id), command);
+        Ok(())
+    }
+}
+
+fn note(report: &mut PullReport, info: &TableInfo, id: i64, step: Step, resolution: Resolution) {
+    let kind = step.conflict().unwrap_or(ConflictKind::Dependency);
+    report.conflicts.push(ResolvedConflict {
+        table: info.name.clone(),
+        row_id: id,
+        kind,
+        resolution,
+    });
+}
+
+/// A value no real row holds, of the same JSON kind as `value`, unique per row: `NULL` for
+/// a nullable column would do too, but the column may not be nullable.
+fn placeholder(value: Option<&Json>, id: i64) -> Option<Json> {
+    match value? {
+        Json::String(_) => Some(Json::from(format!("~dbsync~{id}"))),
+        Json::Number(_) => Some(Json::from(-1_000_000_000 - id)),
+        _ => None,
+    }
+}
+
+/// `expr` read as a 64-bit integer: PostgreSQL keeps a 32-bit column's type through `MAX`.
+fn as_bigint(backend: DbBackend, expr: &str) -> String {
+    match backend {
+        DbBackend::Postgres => format!("CAST({expr} AS BIGINT)"),
+        _ => expr.to_owned(),
+    }
+}
+
+async fn scalar<C: ConnectionTrait>(
+    db: &C,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<Option<i64>> {
+    let row = db
+        .query_one_raw(stmt(db.get_database_backend(), sql, values))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get_by_index::<Option<i64>>(0)?,
+        None => None,
+    })
+}
