@@ -90,6 +90,14 @@ pub async fn apply_operations(
         let Some(ops) = by_table.get(info.name.as_str()) else {
             continue;
         };
+        if !info.unique.is_empty() {
+            let rows: Vec<&Row> = ops
+                .iter()
+                .filter(|op| op.command == Command::Update)
+                .map(|op| index[&(info.name.as_str(), op.row_id)])
+                .collect();
+            vacate_unique_values(txn, info, &rows).await?;
+        }
         let mut inserted = false;
         for op in ops.iter().filter(|op| op.command != Command::Delete) {
             let row = index[&(info.name.as_str(), op.row_id)];
@@ -157,4 +165,45 @@ pub(crate) async fn advance_key_generator(
     ))
     .await?;
     Ok(())
+}
+
+/// Before `incoming` rows of a table are written over existing rows, gives the existing rows
+/// whose unique values change a placeholder value, so that values moving between rows (a
+/// swap, or a rotation through several rows) never meet their old holder.
+pub(crate) async fn vacate_unique_values(
+    txn: &DatabaseTransaction,
+    info: &TableInfo,
+    incoming: &[&Row],
+) -> Result<()> {
+    let mut by_id: HashMap<i64, &Row> = HashMap::with_capacity(incoming.len());
+    for row in incoming {
+        by_id.insert(row_id(row, &info.primary_key)?, row);
+    }
+    let ids: Vec<i64> = by_id.keys().copied().collect();
+    for mut current in info.ops().fetch(txn, &ids).await? {
+        let id = row_id(&current, &info.primary_key)?;
+        let wanted = by_id[&id];
+        let mut changed = false;
+        for column in info.unique.iter().flatten() {
+            if current.get(column) != wanted.get(column)
+                && let Some(value) = placeholder(current.get(column), id)
+            {
+                current.insert(column.clone(), value);
+                changed = true;
+            }
+        }
+        if changed {
+            info.ops().upsert(txn, &current).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A value no real row holds, of the same JSON kind as `value`, unique per row.
+fn placeholder(value: Option<&serde_json::Value>, id: i64) -> Option<serde_json::Value> {
+    match value? {
+        serde_json::Value::String(_) => Some(serde_json::Value::from(format!("~dbsync~{id}"))),
+        serde_json::Value::Number(_) => Some(serde_json::Value::from(-1_000_000_000 - id)),
+        _ => None,
+    }
 }

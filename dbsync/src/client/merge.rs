@@ -267,9 +267,8 @@ impl<'t> Merge<'t> {
         Ok(())
     }
 
-    /// Before a table's rows are written, local rows whose unique values the pull changes get
-    /// placeholder values, so that values moving between rows (a swap, or a rotation through
-    /// several rows) never meet their old holder.
+    /// Vacates the unique values that the staged rows of `info` take from local rows (see
+    /// [`crate::apply::vacate_unique_values`]); rows whose local change wins are left alone.
     async fn vacate_unique_values(&mut self, info: &TableInfo) -> Result<()> {
         let mut reader = Latest::new(info);
         loop {
@@ -277,33 +276,12 @@ impl<'t> Merge<'t> {
             if chunk.is_empty() {
                 return Ok(());
             }
-            let incoming: HashMap<i64, &Row> = chunk
+            let incoming: Vec<&Row> = chunk
                 .iter()
-                .filter(|e| {
-                    e.data.is_some() && !self.local.contains_key(&(info.content_type_id, e.row_id))
-                })
-                .map(|e| (e.row_id, e.data.as_ref().expect("filtered")))
+                .filter(|e| !self.local.contains_key(&(info.content_type_id, e.row_id)))
+                .filter_map(|e| e.data.as_ref())
                 .collect();
-            let ids: Vec<i64> = incoming.keys().copied().collect();
-            for mut local in info.ops().fetch(self.txn, &ids).await? {
-                let id = local
-                    .get(&info.primary_key)
-                    .and_then(Json::as_i64)
-                    .unwrap_or_default();
-                let server = incoming[&id];
-                let mut changed = false;
-                for column in info.unique.iter().flatten() {
-                    if local.get(column) != server.get(column) {
-                        if let Some(placeholder) = placeholder(local.get(column), id) {
-                            local.insert(column.clone(), placeholder);
-                            changed = true;
-                        }
-                    }
-                }
-                if changed {
-                    info.ops().upsert(self.txn, &local).await?;
-                }
-            }
+            crate::apply::vacate_unique_values(self.txn, info, &incoming).await?;
         }
     }
 
@@ -453,16 +431,6 @@ fn note(report: &mut PullReport, info: &TableInfo, id: i64, step: Step, resoluti
         kind,
         resolution,
     });
-}
-
-/// A value no real row holds, of the same JSON kind as `value`, unique per row: `NULL` for
-/// a nullable column would do too, but the column may not be nullable.
-fn placeholder(value: Option<&Json>, id: i64) -> Option<Json> {
-    match value? {
-        Json::String(_) => Some(Json::from(format!("~dbsync~{id}"))),
-        Json::Number(_) => Some(Json::from(-1_000_000_000 - id)),
-        _ => None,
-    }
 }
 
 /// `expr` read as a 64-bit integer: PostgreSQL keeps a 32-bit column's type through `MAX`.
