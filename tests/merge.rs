@@ -3,7 +3,7 @@
 
 use dbsync::merge::{ConflictKind, ConflictPolicy, Resolution};
 use dbsync::{Client, Command, Error};
-use dbsync_tests::entities::{city, house, person};
+use dbsync_tests::entities::{city, house};
 use dbsync_tests::harness::{Adapter, TestServer, client, start};
 use dbsync_tests::{Backend, log, on_every_server};
 use sea_orm::{
