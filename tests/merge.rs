@@ -302,8 +302,8 @@ async fn the_same_unique_value_on_both_sides_fails_the_pull_until_renamed(
             assert_eq!(conflicts.len(), 1);
             assert_eq!(conflicts[0].table, "city");
             assert_eq!(conflicts[0].columns, ["name"]);
-            // The local row in the way, wherever the merge had meant to move it.
-            assert!(conflicts[0].row_id >= i64::from(mine.id));
+            // The local row in the way, by the key the application still sees.
+            assert_eq!(conflicts[0].row_id, i64::from(mine.id));
         }
         other => panic!("expected UniqueConstraint, got {other:?}"),
     }

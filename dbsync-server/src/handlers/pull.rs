@@ -118,14 +118,32 @@ async fn max_ids<C: ConnectionTrait>(
     let mut out = BTreeMap::new();
     for info in tables.iter().filter(|t| t.direction.pulls()) {
         let (q, pk) = quote(db, &info.name, &info.primary_key);
-        // PostgreSQL's MAX keeps the column's type; every key is read as a BIGINT.
-        let cast = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
-            "::bigint"
-        } else {
-            ""
+        // The key generator remembers keys of deleted rows too: a node must never pick one.
+        let (sql, values): (String, Vec<sea_orm::Value>) = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => (
+                format!(
+                    "SELECT GREATEST((SELECT MAX({pk})::bigint FROM {q}), \
+                     pg_sequence_last_value(pg_get_serial_sequence($1, $2)::regclass))"
+                ),
+                vec![q.clone().into(), info.primary_key.clone().into()],
+            ),
+            sea_orm::DbBackend::Sqlite => (
+                format!(
+                    "SELECT MAX(x) FROM (SELECT MAX({pk}) AS x FROM {q} \
+                     UNION ALL SELECT seq FROM sqlite_sequence WHERE name = $1)"
+                ),
+                vec![info.name.clone().into()],
+            ),
+            _ => (
+                format!(
+                    "SELECT GREATEST(COALESCE((SELECT MAX({pk}) FROM {q}), 0), \
+                     COALESCE((SELECT AUTO_INCREMENT - 1 FROM information_schema.TABLES \
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = $1), 0))"
+                ),
+                vec![info.name.clone().into()],
+            ),
         };
-        let max: Option<i64> =
-            scalar(db, &format!("SELECT MAX({pk}){cast} FROM {q}"), vec![]).await?;
+        let max: Option<i64> = scalar(db, &sql, values).await?;
         out.insert(info.name.clone(), max.unwrap_or(0));
     }
     Ok(out)

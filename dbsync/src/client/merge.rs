@@ -39,6 +39,9 @@ pub(super) struct Merge<'t> {
     local: HashMap<(u32, i64), Command>,
     max_ids: BTreeMap<String, i64>,
     clashes: Vec<UniqueConflict>,
+    /// Rows moved by this merge, new key to old: a failed pull rolls the moves back, so
+    /// errors name rows by the keys the application still sees.
+    moved_from: HashMap<(u32, i64), i64>,
 }
 
 impl<'t> Merge<'t> {
@@ -59,6 +62,7 @@ impl<'t> Merge<'t> {
             local,
             max_ids,
             clashes: Vec::new(),
+            moved_from: HashMap::new(),
         })
     }
 
@@ -110,7 +114,7 @@ impl<'t> Merge<'t> {
                 conflicts: std::mem::take(&mut self.clashes),
             });
         }
-        Ok(())
+        self.raise_key_generators().await
     }
 
     async fn delete(&mut self, info: &TableInfo, id: i64, report: &mut PullReport) -> Result<()> {
@@ -136,7 +140,60 @@ impl<'t> Merge<'t> {
                 let resolution = self.resolve(info, id, local_row.as_ref(), None).await?;
                 note(report, info, id, step, resolution);
             }
-            Step::Skip | Step::Restore(_) | Step::MoveLocalThenApply => {}
+            Step::MoveLocalThenApply => {
+                // The server's row under this key is gone already; only the local one moves.
+                let new_id = self.move_local(info, id).await?;
+                report.moved.push((info.name.clone(), id, new_id));
+                note(report, info, id, step, Resolution::Moved { new_id });
+            }
+            Step::Skip | Step::Restore(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Keeps the local key generators above every key the server has handed out, so that a
+    /// later local insert never takes the key of a row that existed on the server.
+    pub(super) async fn raise_key_generators(&self) -> Result<()> {
+        let backend = self.txn.get_database_backend();
+        for (table, &max) in &self.max_ids {
+            let Some(info) = self.registry.table(table) else {
+                continue;
+            };
+            match backend {
+                DbBackend::Sqlite => {
+                    let exec = |sql: &str, values: Vec<sea_orm::Value>| {
+                        self.txn.execute_raw(stmt(backend, sql, values))
+                    };
+                    exec(
+                        "UPDATE sqlite_sequence SET seq = ? WHERE name = ? AND seq < ?",
+                        vec![max.into(), info.name.clone().into(), max.into()],
+                    )
+                    .await?;
+                    exec(
+                        "INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? \
+                         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+                        vec![
+                            info.name.clone().into(),
+                            max.into(),
+                            info.name.clone().into(),
+                        ],
+                    )
+                    .await?;
+                }
+                DbBackend::Postgres => {
+                    self.txn
+                        .execute_raw(stmt(
+                            backend,
+                            "SELECT setval(s, GREATEST(?, COALESCE(pg_sequence_last_value(s), 0), 1)) \
+                             FROM (SELECT pg_get_serial_sequence(?, ?)::regclass AS s) seq WHERE s IS NOT NULL",
+                            vec![max.into(), quote(&info.name).into(), info.primary_key.clone().into()],
+                        ))
+                        .await?;
+                }
+                // MySQL changes AUTO_INCREMENT only by DDL, which would commit the pull half-way;
+                // nodes run on SQLite.
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -252,9 +309,10 @@ impl<'t> Merge<'t> {
                     .and_then(Json::as_i64)
                     .unwrap_or_default();
                 if holder_id != id {
+                    let key = (info.content_type_id, holder_id);
                     self.clashes.push(UniqueConflict {
                         table: info.name.clone(),
-                        row_id: holder_id,
+                        row_id: self.moved_from.get(&key).copied().unwrap_or(holder_id),
                         columns: columns.clone(),
                     });
                     return Ok(());
@@ -384,6 +442,8 @@ impl<'t> Merge<'t> {
             )
             .await?;
         }
+        let original = self.moved_from.remove(&(info.content_type_id, old)).unwrap_or(old);
+        self.moved_from.insert((info.content_type_id, new_id), original);
         let command = self
             .local
             .remove(&(info.content_type_id, old))

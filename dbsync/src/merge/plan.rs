@@ -92,6 +92,9 @@ pub fn decide(
 ) -> Step {
     use Command::*;
     match (server, local) {
+        // Whatever the server did with this key, it used it: a row the node inserted under
+        // it is another row and must move, or it would take the key of a deleted one.
+        (Some(_), Some(Insert)) => Step::MoveLocalThenApply,
         (Some(Delete), None) if referenced_by_unsynced => Step::KeepParent,
         (Some(Delete), None) => Step::Apply,
         (Some(Delete), Some(Delete)) => Step::DropLocal,
@@ -235,6 +238,15 @@ mod tests {
         let local = [op(1, CITY, 3, Insert), op(2, CITY, 3, Update)];
         assert_eq!(
             step_for(&local, change(CITY, 3, Some(Insert)), &[]),
+            Step::MoveLocalThenApply
+        );
+    }
+
+    #[test]
+    fn a_local_insert_under_a_key_the_server_deleted_moves() {
+        let local = [op(1, CITY, 3, Insert)];
+        assert_eq!(
+            step_for(&local, change(CITY, 3, Some(Delete)), &[]),
             Step::MoveLocalThenApply
         );
     }
