@@ -236,13 +236,16 @@ async fn an_unknown_node_is_refused(backend: Backend, adapter: Adapter, name: &s
         }) => {}
         other => panic!("expected PushRejected(UnknownNode), got {other:?}"),
     }
+    // The push may have been applied for all the node knows: it stays in flight, and a pull
+    // first retries it, with the same refusal.
     assert!(matches!(
         a.pull().await,
-        Err(Error::Rejected {
+        Err(Error::PushRejected {
             code: ErrorCode::UnknownNode,
             ..
         })
     ));
+    assert_eq!(dbsync::unsynced_objects(a.db()).await.unwrap().len(), 1);
     assert_eq!(server_cities(&server).await, 0);
 }
 

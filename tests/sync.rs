@@ -22,6 +22,8 @@ on_every_server!(
     updates_and_deletes_propagate,
     inserts_with_the_same_key_on_two_nodes_move_the_local_row,
     a_retried_push_whose_answer_was_lost_applies_once,
+    a_lost_push_followed_by_a_local_delete_deletes_on_the_server,
+    pulling_while_a_push_is_in_flight_does_not_duplicate_it,
     server_writes_are_versioned_and_pulled,
     explicit_keys_keep_the_server_key_generator_ahead,
     a_long_pull_arrives_in_pages_with_progress,
@@ -538,4 +540,75 @@ async fn two_server_processes_over_one_postgres_lose_nothing() {
     }
     let v = versions(&first).await;
     assert_eq!(v, (1..=8).collect::<Vec<i64>>());
+}
+
+/// A server that commits pushes, then answers after the client gave up waiting.
+async fn slow_server(backend: Backend, adapter: Adapter, name: &str) -> Option<TestServer> {
+    let db = server_db(backend, name).await?;
+    let slow = SyncServer::builder(db).after_push(Arc::new(|_, _, _| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok(())
+        })
+    }));
+    Some(serve(slow, adapter).await)
+}
+
+async fn lose_the_answer_to_a_push(server: &TestServer, node: &Client) {
+    let impatient = Client::builder(node.db().clone(), server.url.clone())
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(matches!(impatient.push().await, Err(Error::Timeout)));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+}
+
+async fn a_lost_push_followed_by_a_local_delete_deletes_on_the_server(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = slow_server(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let row = add_city(a.db(), "Short-lived").await;
+    lose_the_answer_to_a_push(&server, &a).await;
+    city::Entity::delete_by_id(row.id)
+        .exec(a.db())
+        .await
+        .unwrap();
+    a.sync().await.unwrap();
+    a.sync().await.unwrap();
+    assert!(
+        cities(server.db()).await.is_empty(),
+        "the delete reached the server"
+    );
+    assert!(cities(a.db()).await.is_empty());
+    assert_eq!(log(a.db()).await, []);
+}
+
+async fn pulling_while_a_push_is_in_flight_does_not_duplicate_it(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = slow_server(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let ann = add_city(a.db(), "Ann's town").await;
+    lose_the_answer_to_a_push(&server, &a).await;
+    let report = a.pull().await.unwrap();
+    assert!(
+        report.moved.is_empty(),
+        "its own insert is not someone else's: {:?}",
+        report.moved
+    );
+    a.sync().await.unwrap();
+    assert_eq!(
+        cities(server.db()).await,
+        [(ann.id, "Ann's town".to_owned())]
+    );
+    assert_eq!(cities(a.db()).await, cities(server.db()).await);
 }

@@ -51,6 +51,7 @@ on_every_backend!(
     concurrent_transactions_each_log_their_own_writes,
     untracked_transaction_is_not_logged_and_does_not_silence_others,
     a_rolled_back_untracked_transaction_does_not_silence_later_writes,
+    an_untracked_savepoint_does_not_silence_its_outer_transaction,
     pull_only_tables_are_not_logged_on_a_client,
     unsynced_objects_and_is_synced_report_net_changes,
 );
@@ -444,4 +445,20 @@ async fn unsynced_objects_and_is_synced_report_net_changes(backend: Backend, nam
             .await
             .unwrap()
     );
+}
+
+async fn an_untracked_savepoint_does_not_silence_its_outer_transaction(
+    backend: Backend,
+    name: &str,
+) {
+    let Some(db) = tracked_db(backend, name).await else {
+        return;
+    };
+    let outer = db.begin().await.unwrap();
+    let inner = dbsync::begin_untracked(&outer).await.unwrap();
+    add_city(&*inner, "quiet").await;
+    inner.commit().await.unwrap();
+    let loud = add_city(&outer, "loud").await;
+    outer.commit().await.unwrap();
+    assert_eq!(log(&db).await, ops(&[("city", loud.id.into(), "i")]));
 }

@@ -140,7 +140,7 @@ impl SyncServer {
         }
         let now = now_millis();
         let window = i64::try_from(self.inner.config.replay_window.as_millis()).unwrap_or(i64::MAX);
-        if (now - meta.timestamp).abs() > window {
+        if now.abs_diff(meta.timestamp) > window.unsigned_abs() {
             return Err(ServerError::Replayed(format!(
                 "timestamp {} is more than {} ms from the server's clock {now}",
                 meta.timestamp, window

@@ -6,8 +6,8 @@ use crate::row::{Row, decode, from_row, to_row};
 use crate::tracked::Tracked;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, IdenStatic, IntoActiveModel, Iterable,
-    PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, IdenStatic,
+    IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
 };
 use std::future::Future;
 use std::marker::PhantomData;
@@ -141,6 +141,17 @@ where
         Box::pin(async move {
             let model = from_row::<E>(row)?;
             let active = model.into_active_model().reset_all();
+            if db.get_database_backend() == DbBackend::MySql {
+                // MySQL's upsert fires on any unique key, not only the primary one: it would
+                // update another row that holds the same unique value instead of failing.
+                let id = row_id(row, pk_column::<E>().as_str())?;
+                if self.fetch(db, &[id]).await?.is_empty() {
+                    E::insert(active).exec_without_returning(db).await?;
+                } else {
+                    E::update(active).exec(db).await?;
+                }
+                return Ok(());
+            }
             let pk = pk_column::<E>();
             let others: Vec<E::Column> = E::Column::iter()
                 .filter(|c| c.as_str() != pk.as_str())

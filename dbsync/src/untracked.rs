@@ -71,7 +71,13 @@ impl UntrackedTransaction {
                     .execute_unprepared("UPDATE dbsync_state SET suppress = 0 WHERE id = 1")
                     .await?;
             }
-            DbBackend::Postgres => {}
+            // Transaction-local settings survive the release of a savepoint: when this
+            // transaction is nested in another, the suppression must end here.
+            DbBackend::Postgres => {
+                self.txn
+                    .execute_unprepared("SELECT set_config('dbsync.suppress', 'off', true)")
+                    .await?;
+            }
             _ => {
                 self.txn
                     .execute_unprepared(

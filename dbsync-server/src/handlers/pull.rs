@@ -101,6 +101,11 @@ impl SyncServer {
             BTreeMap::new()
         };
         txn.commit().await?;
+        if pull.after.is_none()
+            && let Err(err) = self.prune_nonces().await
+        {
+            tracing::warn!(%err, "pruning nonces failed");
+        }
         Ok(PullResponse {
             target_version: target,
             operations,
@@ -136,9 +141,9 @@ async fn max_ids<C: ConnectionTrait>(
             ),
             _ => (
                 format!(
-                    "SELECT GREATEST(COALESCE((SELECT MAX({pk}) FROM {q}), 0), \
+                    "SELECT CAST(GREATEST(COALESCE((SELECT MAX({pk}) FROM {q}), 0), \
                      COALESCE((SELECT AUTO_INCREMENT - 1 FROM information_schema.TABLES \
-                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = $1), 0))"
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = $1), 0)) AS SIGNED)"
                 ),
                 vec![info.name.clone().into()],
             ),

@@ -27,7 +27,6 @@ impl SyncServer {
             ));
         }
         let registry = self.inner.registry;
-        check_operations(registry, &push.operations)?;
         stamp_pending(self.db()).await?;
 
         let txn = dbsync::begin_untracked(self.db()).await?;
@@ -47,6 +46,9 @@ impl SyncServer {
                 replayed: true,
             });
         }
+        // Only now: a retry of an applied push is answered above whatever it carries, and
+        // any refusal below means that nothing of this push was ever applied.
+        check_operations(registry, &push.operations)?;
         if push.base_version != latest {
             return Err(ServerError::PullRequired {
                 node: push.base_version,
@@ -69,7 +71,10 @@ impl SyncServer {
         }
         txn.commit().await?;
         tracing::info!(version, operations = push.operations.len(), "push accepted");
-        self.prune_nonces().await?;
+        // The push is committed: a failed clean-up must not turn its answer into an error.
+        if let Err(err) = self.prune_nonces().await {
+            tracing::warn!(%err, "pruning nonces failed");
+        }
         Ok(PushResponse {
             new_version: version,
             replayed: false,

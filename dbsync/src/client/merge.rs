@@ -442,8 +442,12 @@ impl<'t> Merge<'t> {
             )
             .await?;
         }
-        let original = self.moved_from.remove(&(info.content_type_id, old)).unwrap_or(old);
-        self.moved_from.insert((info.content_type_id, new_id), original);
+        let original = self
+            .moved_from
+            .remove(&(info.content_type_id, old))
+            .unwrap_or(old);
+        self.moved_from
+            .insert((info.content_type_id, new_id), original);
         let command = self
             .local
             .remove(&(info.content_type_id, old))

@@ -93,10 +93,14 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client for the server whose dbsync routes are under `base_url` (for example
     /// `https://example.org/sync`), with a 30-second timeout.
+    ///
+    /// # Panics
+    ///
+    /// If `db` is not SQLite; [`Client::builder`] returns that as an error instead.
     pub fn new(db: DatabaseConnection, base_url: impl Into<String>) -> Client {
         Client::builder(db, base_url)
             .build()
-            .expect("the default HTTP client always builds")
+            .expect("a node's database is SQLite")
     }
 
     /// A [`ClientBuilder`] to set timeouts, headers, authentication and progress reporting.
@@ -137,17 +141,21 @@ impl Client {
     #[tracing::instrument(name = "dbsync.client.sync", skip_all)]
     pub async fn sync(&self) -> Result<SyncReport> {
         let mut report = SyncReport::default();
-        for _ in 0..self.inner.max_sync_attempts {
+        let mut refused = 0;
+        while refused < self.inner.max_sync_attempts {
             match self.push().await {
                 Ok(push) if push.operations == 0 => {
+                    if report.push.is_none() {
+                        report.pulls.push(self.pull().await?);
+                    }
+                    return Ok(report);
+                }
+                // A long backlog goes in several pushes.
+                Ok(push) => report.push = Some(push),
+                Err(Error::PullSuggested { .. }) => {
+                    refused += 1;
                     report.pulls.push(self.pull().await?);
-                    return Ok(report);
                 }
-                Ok(push) => {
-                    report.push = Some(push);
-                    return Ok(report);
-                }
-                Err(Error::PullSuggested { .. }) => report.pulls.push(self.pull().await?),
                 Err(err) => return Err(err),
             }
         }
@@ -291,8 +299,16 @@ impl ClientBuilder {
         self
     }
 
-    /// The client. Fails only if the TLS backend cannot initialise.
+    /// The client. Fails if the local database is not SQLite (a node's database is embedded;
+    /// the merge relies on SQLite's single writer and deferred foreign keys) or the TLS
+    /// backend cannot initialise.
     pub fn build(self) -> Result<Client> {
+        let backend = self.db.get_database_backend();
+        if backend != sea_orm::DbBackend::Sqlite {
+            return Err(Error::UnsupportedBackend(format!(
+                "{backend:?}: a node's local database must be SQLite (servers may use any)"
+            )));
+        }
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)

@@ -9,12 +9,15 @@
 use super::Client;
 use super::transport::Kind;
 use crate::error::{Error, Result};
-use crate::messages::{PushRequest, PushResponse, Rows, WireOperation, nonce};
+use crate::messages::{ErrorCode, PushRequest, PushResponse, Rows, WireOperation, nonce};
 use crate::node_state;
 use crate::oplog::{Command, Operation, compress, unsynced_operations};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Log entries one push carries at most.
+const MAX_LOG_ENTRIES: usize = 5_000;
 
 /// What an accepted push did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,14 +47,15 @@ impl Client {
     pub async fn push(&self) -> Result<PushReport> {
         let db = &self.inner.db;
         let node = self.node().await?;
-        let pending = match node
-            .pending_push
-            .as_deref()
-            .map(serde_json::from_str::<Pending>)
-        {
-            Some(Ok(pending)) => pending,
-            _ => {
-                let ops = unsynced_operations(db).await?;
+        let pending = match node.pending_push.as_deref() {
+            Some(text) => serde_json::from_str::<Pending>(text).map_err(|err| {
+                Error::InvalidOperation(format!("unreadable push in flight: {err}"))
+            })?,
+            None => {
+                let mut ops = unsynced_operations(db).await?;
+                // A bounded push: a long offline backlog goes in several, each under the
+                // server's size limit.
+                ops.truncate(MAX_LOG_ENTRIES);
                 if ops.is_empty() {
                     return Ok(PushReport {
                         new_version: None,
@@ -77,7 +81,7 @@ impl Client {
             .collect();
         let (operations, rows) = self.message_body(&compress(&ops)).await?;
         if operations.is_empty() {
-            // Every row was inserted and deleted again before it could be sent.
+            // Only tables this node does not push: nothing to send.
             self.acknowledge(&pending.seqs, None).await?;
             return Ok(PushReport {
                 new_version: None,
@@ -112,23 +116,27 @@ impl Client {
                     replayed: answer.replayed,
                 })
             }
-            // The server refused the push outright: it applied nothing, so the next push may
-            // carry whatever is unsynced then.
+            // The server looked this push id up and refused the push: nothing of it was ever
+            // applied, so the next push may carry whatever is unsynced then.
             Err(
                 err @ (Error::PullSuggested { .. }
-                | Error::PushRejected { .. }
-                | Error::ProtocolMismatch { .. }),
+                | Error::PushRejected {
+                    code: ErrorCode::InvalidOperation,
+                    ..
+                }),
             ) => {
                 node_state::set_pending(db, None).await?;
                 Err(err)
             }
-            // The outcome is unknown: keep the push as it is for the next attempt.
+            // Refused before the server looked the push id up (authentication, size), or no
+            // answer: an earlier attempt may have been applied, so the push stays as it is.
             Err(err) => Err(err),
         }
     }
 
-    /// The wire operations and current rows for `ops`; an insert or update whose row is gone
-    /// is left out (its delete follows in the log).
+    /// The wire operations and current rows for `ops`. An insert or update whose row is gone
+    /// travels as a delete: that is the row's state here now, and an earlier attempt of this
+    /// push may have created it on the server.
     async fn message_body(&self, ops: &[Operation]) -> Result<(Vec<WireOperation>, Rows)> {
         let registry = self.inner.registry;
         let mut wanted: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
@@ -164,12 +172,15 @@ impl Client {
                 if !info.direction.pushes() {
                     return None;
                 }
-                let keep = op.command == Command::Delete
-                    || present.contains(&(info.name.as_str(), op.row_id));
-                keep.then(|| WireOperation {
+                let command = if present.contains(&(info.name.as_str(), op.row_id)) {
+                    op.command
+                } else {
+                    Command::Delete
+                };
+                Some(WireOperation {
                     table: info.name.clone(),
                     row_id: op.row_id,
-                    command: op.command,
+                    command,
                 })
             })
             .collect();

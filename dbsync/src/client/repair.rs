@@ -6,7 +6,7 @@ use super::{Client, Phase, Progress};
 use crate::capture::quote;
 use crate::error::{Error, Result};
 use crate::messages::{RepairRequest, RepairResponse};
-use crate::node_state;
+use crate::node_state::{self, stmt};
 use crate::oplog::{compress, unsynced_operations};
 use crate::table::TableInfo;
 use sea_orm::ConnectionTrait;
@@ -95,9 +95,20 @@ impl Client {
             .iter()
             .filter(|t| t.direction.pulls())
             .collect();
+        // Only rows the server no longer has go: deleting everything would cascade into
+        // local tables that reference these (push-only or untracked ones) and lose them.
         for info in tables.iter().rev() {
-            txn.execute_unprepared(&format!("DELETE FROM {}", quote(&info.name)))
-                .await?;
+            txn.execute_raw(stmt(
+                txn.get_database_backend(),
+                &format!(
+                    "DELETE FROM {table} WHERE {pk} NOT IN \
+                     (SELECT row_id FROM dbsync_incoming WHERE table_name = ?)",
+                    table = quote(&info.name),
+                    pk = quote(&info.primary_key),
+                ),
+                vec![info.name.clone().into()],
+            ))
+            .await?;
         }
         for info in &tables {
             let mut reader = Latest::new(info);
@@ -106,7 +117,10 @@ impl Client {
                 if chunk.is_empty() {
                     break;
                 }
-                for row in chunk.iter().filter_map(|e| e.data.as_ref()) {
+                let rows: Vec<&crate::row::Row> =
+                    chunk.iter().filter_map(|e| e.data.as_ref()).collect();
+                crate::apply::vacate_unique_values(&txn, info, &rows).await?;
+                for row in rows {
                     info.ops().upsert(&txn, row).await?;
                 }
             }
