@@ -73,10 +73,14 @@ where
         txn.execute_unprepared(sql).await?;
     }
     let captured = registry.subset(|t| role == Role::Server || t.direction.pushes());
+    let mariadb = backend == DbBackend::MySql
+        && scalar::<String, _>(&txn, backend, "SELECT VERSION()", vec![])
+            .await?
+            .is_some_and(|v| v.contains("MariaDB"));
     for table in registry.tables() {
         check_keys(&txn, backend, table).await?;
         let statements = if captured.table(&table.name).is_some() {
-            capture::install(backend, table, &captured)
+            capture::install(backend, table, &captured, mariadb)
         } else {
             capture::uninstall(backend, table)
         };

@@ -38,11 +38,16 @@ pub(crate) fn drop_log_tables(backend: DbBackend) -> Vec<String> {
 /// DDL that (re)installs capture on `table`. It replaces what an earlier run installed, so it
 /// picks up columns a migration added. `captured` lists the tables that get capture, which
 /// MySQL needs to log foreign-key cascades itself.
-pub(crate) fn install(backend: DbBackend, table: &TableInfo, captured: &Registry) -> Vec<String> {
+pub(crate) fn install(
+    backend: DbBackend,
+    table: &TableInfo,
+    captured: &Registry,
+    mariadb: bool,
+) -> Vec<String> {
     match backend {
         DbBackend::Sqlite => sqlite::install(table),
         DbBackend::Postgres => postgres::install(table),
-        _ => mysql::install(table, captured),
+        _ => mysql::install(table, captured, mariadb),
     }
 }
 

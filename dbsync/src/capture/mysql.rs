@@ -41,16 +41,23 @@ fn log(ct: u32, key: &str, command: &str) -> String {
     )
 }
 
-fn trigger(table: &TableInfo, suffix: &str, timing: &str, body: &str) -> String {
+fn trigger(create: &str, table: &TableInfo, suffix: &str, timing: &str, body: &str) -> String {
     format!(
-        "CREATE TRIGGER {} {timing} ON {} FOR EACH ROW BEGIN IF {ACTIVE} THEN {body} END IF; END",
+        "{create} {} {timing} ON {} FOR EACH ROW BEGIN IF {ACTIVE} THEN {body} END IF; END",
         q(&object_name(table, suffix)),
         q(&table.name),
     )
 }
 
-pub(super) fn install(table: &TableInfo, captured: &Registry) -> Vec<String> {
-    let mut out = uninstall(table);
+/// `mariadb`: MariaDB replaces a trigger in one statement, so writes keep being captured
+/// while `create_all` runs; MySQL has to drop it first, which leaves a short gap (its DDL is
+/// not transactional either).
+pub(super) fn install(table: &TableInfo, captured: &Registry, mariadb: bool) -> Vec<String> {
+    let (mut out, create) = if mariadb {
+        (Vec::new(), "CREATE OR REPLACE TRIGGER")
+    } else {
+        (uninstall(table), "CREATE TRIGGER")
+    };
     let pk = q(&table.primary_key);
     let ct = table.content_type_id;
     let same: Vec<String> = value_columns(table)
@@ -64,12 +71,14 @@ pub(super) fn install(table: &TableInfo, captured: &Registry) -> Vec<String> {
         same.join(" AND ")
     };
     out.push(trigger(
+        create,
         table,
         "ins",
         "AFTER INSERT",
         &log(ct, &format!("NEW.{pk}"), INSERT),
     ));
     out.push(trigger(
+        create,
         table,
         "upd",
         "AFTER UPDATE",
@@ -81,6 +90,7 @@ pub(super) fn install(table: &TableInfo, captured: &Registry) -> Vec<String> {
         ),
     ));
     out.push(trigger(
+        create,
         table,
         "del",
         "AFTER DELETE",
@@ -89,7 +99,18 @@ pub(super) fn install(table: &TableInfo, captured: &Registry) -> Vec<String> {
     let mut cascades = Vec::new();
     cascade_logs(table, captured, &mut Vec::new(), &mut cascades);
     if !cascades.is_empty() {
-        out.push(trigger(table, "casc", "BEFORE DELETE", &cascades.join(" ")));
+        out.push(trigger(
+            create,
+            table,
+            "casc",
+            "BEFORE DELETE",
+            &cascades.join(" "),
+        ));
+    } else if mariadb {
+        out.push(format!(
+            "DROP TRIGGER IF EXISTS {}",
+            q(&object_name(table, "casc"))
+        ));
     }
     out
 }
