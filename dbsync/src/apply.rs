@@ -6,7 +6,7 @@ use crate::oplog::Command;
 use crate::registry::Registry;
 use crate::row::Row;
 use crate::table::TableInfo;
-use crate::table_ops::{Inserted, row_id};
+use crate::table_ops::row_id;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use std::collections::HashMap;
 
@@ -98,7 +98,8 @@ pub async fn apply_operations(
                 .collect();
             vacate_unique_values(txn, info, &rows).await?;
         }
-        let mut inserted = false;
+        let mut inserts: Vec<&Row> = Vec::new();
+        let mut updates: Vec<&Row> = Vec::new();
         for op in ops.iter().filter(|op| op.command != Command::Delete) {
             let row = index[&(info.name.as_str(), op.row_id)];
             if row_id(row, &info.primary_key)? != op.row_id {
@@ -107,38 +108,59 @@ pub async fn apply_operations(
                     info.name, op.row_id
                 )));
             }
+            info.ops()
+                .validate(row)
+                .map_err(|e| with_table(e, &info.name))?;
             match op.command {
-                Command::Insert => {
-                    inserted = true;
-                    match info
-                        .ops()
-                        .insert(txn, row)
-                        .await
-                        .map_err(|e| with_table(e, &info.name))?
-                    {
-                        Inserted::New | Inserted::Identical => {}
-                        Inserted::Conflict => {
-                            return Err(Error::InvalidOperation(format!(
-                                "insert of `{}` {} collides with a different row with that key",
-                                info.name, op.row_id
-                            )));
-                        }
-                    }
-                }
-                _ => {
-                    inserted = true;
-                    info.ops()
-                        .upsert(txn, row)
-                        .await
-                        .map_err(|e| with_table(e, &info.name))?;
-                }
+                Command::Insert => inserts.push(row),
+                _ => updates.push(row),
             }
         }
+        let inserted = !inserts.is_empty() || !updates.is_empty();
+        insert_new(txn, info, &inserts).await?;
+        info.ops()
+            .upsert_many(txn, &updates)
+            .await
+            .map_err(|e| with_table(e, &info.name))?;
         if inserted {
             advance_key_generator(txn, info).await?;
         }
     }
     Ok(())
+}
+
+/// Inserts rows whose keys must be free; a key that holds the very same row is fine (a
+/// retried insert), a key that holds another row is refused.
+async fn insert_new(txn: &DatabaseTransaction, info: &TableInfo, rows: &[&Row]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut wanted: HashMap<i64, &Row> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        wanted.insert(row_id(row, &info.primary_key)?, row);
+    }
+    let ids: Vec<i64> = wanted.keys().copied().collect();
+    for existing in info.ops().fetch(txn, &ids).await? {
+        let id = row_id(&existing, &info.primary_key)?;
+        let Some(row) = wanted.remove(&id) else {
+            continue;
+        };
+        if info.ops().normalize(row)? != existing {
+            return Err(Error::InvalidOperation(format!(
+                "insert of `{}` {id} collides with a different row with that key",
+                info.name
+            )));
+        }
+    }
+    let fresh: Vec<&Row> = rows
+        .iter()
+        .copied()
+        .filter(|row| row_id(row, &info.primary_key).is_ok_and(|id| wanted.contains_key(&id)))
+        .collect();
+    info.ops()
+        .insert_many(txn, &fresh)
+        .await
+        .map_err(|e| with_table(e, &info.name))
 }
 
 /// Keeps the table's key generator above every key written explicitly. SQLite's

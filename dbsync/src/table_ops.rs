@@ -66,6 +66,29 @@ pub trait TableOps: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Vec<Row>>>;
     /// Checks that a row decodes for this table.
     fn validate(&self, row: &Row) -> Result<()>;
+    /// The row as this table stores it: decoded and encoded again, so that two forms of the
+    /// same values compare equal.
+    fn normalize(&self, row: &Row) -> Result<Row>;
+    /// Inserts or updates every row, by primary key, in as few statements as the database
+    /// allows.
+    fn upsert_many<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        rows: &'a [&'a Row],
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Inserts every row, whose keys must be free, in as few statements as possible.
+    fn insert_many<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        rows: &'a [&'a Row],
+    ) -> BoxFuture<'a, Result<()>>;
+    /// The rows whose `column` holds one of `values` (row JSON form).
+    fn holders<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        column: &'a str,
+        values: &'a [serde_json::Value],
+    ) -> BoxFuture<'a, Result<Vec<Row>>>;
 }
 
 /// The [`TableOps`] of entity `E`.
@@ -249,9 +272,110 @@ where
         })
     }
 
+    fn upsert_many<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        rows: &'a [&'a Row],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if db.get_database_backend() == DbBackend::MySql {
+                for row in rows {
+                    self.upsert(db, row).await?;
+                }
+                return Ok(());
+            }
+            let pk = pk_column::<E>();
+            let others: Vec<E::Column> = E::Column::iter()
+                .filter(|c| c.as_str() != pk.as_str())
+                .collect();
+            for chunk in rows.chunks(batch_rows::<E>()) {
+                let models = chunk
+                    .iter()
+                    .map(|row| Ok(from_row::<E>(row)?.into_active_model().reset_all()))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut conflict = OnConflict::column(pk);
+                if others.is_empty() {
+                    conflict.do_nothing();
+                } else {
+                    conflict.update_columns(others.clone());
+                }
+                match E::insert_many(models)
+                    .on_conflict(conflict)
+                    .exec_without_returning(db)
+                    .await
+                {
+                    Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn insert_many<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        rows: &'a [&'a Row],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for chunk in rows.chunks(batch_rows::<E>()) {
+                let models = chunk
+                    .iter()
+                    .map(|row| Ok(from_row::<E>(row)?.into_active_model().reset_all()))
+                    .collect::<Result<Vec<_>>>()?;
+                E::insert_many(models).exec_without_returning(db).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn holders<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        column: &'a str,
+        values: &'a [serde_json::Value],
+    ) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(async move {
+            let table = E::default().table_name();
+            let (column, template) = E::Column::iter()
+                .zip(E::column_templates())
+                .find(|(c, _)| c.as_str() == column)
+                .ok_or_else(|| Error::UnknownColumn {
+                    table: table.to_owned(),
+                    column: column.to_owned(),
+                })?;
+            let mut decoded = Vec::with_capacity(values.len());
+            for json in values.iter().filter(|v| !v.is_null()) {
+                decoded.push(decode(json, &template).map_err(|reason| Error::RowCodec {
+                    table: table.to_owned(),
+                    column: column.as_str().to_owned(),
+                    reason,
+                })?);
+            }
+            let mut out = Vec::new();
+            for chunk in decoded.chunks(900) {
+                let found = E::find()
+                    .filter(column.is_in(chunk.iter().cloned()))
+                    .all(db)
+                    .await?;
+                out.extend(rows::<E>(found));
+            }
+            Ok(out)
+        })
+    }
+
+    fn normalize(&self, row: &Row) -> Result<Row> {
+        Ok(to_row::<E>(&from_row::<E>(row)?))
+    }
+
     fn validate(&self, row: &Row) -> Result<()> {
         from_row::<E>(row).map(|_| ())
     }
+}
+
+/// Rows per multi-row statement: SQLite accepts at most 32,766 bound values in one.
+fn batch_rows<E: Tracked>() -> usize {
+    (30_000 / E::Column::iter().count().max(1)).clamp(1, 1_000)
 }
 
 /// The integer primary key of a row in JSON form.

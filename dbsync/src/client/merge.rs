@@ -18,6 +18,16 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 
+/// What deciding a staged row led to.
+enum Write {
+    /// Write this server row.
+    Row(Row),
+    /// The row was already written (by a conflict policy).
+    Done,
+    /// Nothing to write.
+    Nothing,
+}
+
 /// Conflict policies by table, with a default.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Policies {
@@ -82,12 +92,17 @@ impl<'t> Merge<'t> {
                 if chunk.is_empty() {
                     break;
                 }
+                let mut gone = Vec::new();
                 for entry in chunk
                     .iter()
                     .filter(|e| e.data.is_none() && e.command == Some(Command::Delete))
                 {
-                    self.delete(info, entry.row_id, report).await?;
+                    if self.delete(info, entry.row_id, report).await? {
+                        gone.push(entry.row_id);
+                    }
                 }
+                info.ops().delete(self.txn, &gone).await?;
+                report.applied += gone.len() as u64;
             }
         }
         for info in &tables {
@@ -101,9 +116,17 @@ impl<'t> Merge<'t> {
                 if chunk.is_empty() {
                     break;
                 }
+                let mut batch = Vec::new();
                 for entry in chunk.into_iter().filter(|e| e.data.is_some()) {
-                    written |= self.upsert(info, entry, report).await?;
+                    match self.upsert(info, entry, report).await? {
+                        Write::Row(row) => batch.push(row),
+                        Write::Done => written = true,
+                        Write::Nothing => {}
+                    }
                 }
+                written |= !batch.is_empty();
+                report.applied += batch.len() as u64;
+                self.write_many(info, &batch).await?;
             }
             if written {
                 crate::apply::advance_key_generator(self.txn, info).await?;
@@ -117,16 +140,14 @@ impl<'t> Merge<'t> {
         self.raise_key_generators().await
     }
 
-    async fn delete(&mut self, info: &TableInfo, id: i64, report: &mut PullReport) -> Result<()> {
+    /// Decides a server delete; returns whether the row is to be deleted locally.
+    async fn delete(&mut self, info: &TableInfo, id: i64, report: &mut PullReport) -> Result<bool> {
         let key = (info.content_type_id, id);
         let local = self.local.get(&key).copied();
         let referenced = local.is_none() && self.has_unsynced_children(info, id).await?;
         let step = decide(Some(Command::Delete), local, referenced);
         match step {
-            Step::Apply => {
-                info.ops().delete(self.txn, &[id]).await?;
-                report.applied += 1;
-            }
+            Step::Apply => return Ok(true),
             Step::KeepParent => {
                 self.log_local(info, id, Command::Insert).await?;
                 note(report, info, id, step, Resolution::KeptParent);
@@ -148,7 +169,7 @@ impl<'t> Merge<'t> {
             }
             Step::Skip | Step::Restore(_) => {}
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Keeps the local key generators above every key the server has handed out, so that a
@@ -198,13 +219,13 @@ impl<'t> Merge<'t> {
         Ok(())
     }
 
-    /// Writes one staged row; returns whether anything was written.
+    /// Decides one staged row: the row to write, or what was done with it.
     async fn upsert(
         &mut self,
         info: &TableInfo,
         entry: Entry,
         report: &mut PullReport,
-    ) -> Result<bool> {
+    ) -> Result<Write> {
         let id = entry.row_id;
         let row = entry.data.expect("filtered on data");
         let change = RemoteChange {
@@ -225,7 +246,7 @@ impl<'t> Merge<'t> {
         );
         match step {
             Step::Apply => {}
-            Step::Skip | Step::DropLocal | Step::KeepParent => return Ok(false),
+            Step::Skip | Step::DropLocal | Step::KeepParent => return Ok(Write::Nothing),
             Step::Restore(_) => {
                 self.forget_local(info, id).await?;
                 note(report, info, id, step, Resolution::Restored);
@@ -241,12 +262,10 @@ impl<'t> Merge<'t> {
                     .resolve(info, id, local_row.as_ref(), Some(&row))
                     .await?;
                 note(report, info, id, step, resolution);
-                return Ok(true);
+                return Ok(Write::Done);
             }
         }
-        self.write(info, &row).await?;
-        report.applied += 1;
-        Ok(true)
+        Ok(Write::Row(row))
     }
 
     /// Applies the table's policy to a row both sides changed.
@@ -286,43 +305,81 @@ impl<'t> Merge<'t> {
         Ok(Resolution::Merged)
     }
 
-    /// Writes a server row after checking its unique values against the local rows; a
-    /// clash is recorded and the row is not written.
+    /// Writes one row; see [`Merge::write_many`].
     async fn write(&mut self, info: &TableInfo, row: &Row) -> Result<()> {
-        let id = row
-            .get(&info.primary_key)
-            .and_then(Json::as_i64)
-            .unwrap_or_default();
+        self.write_many(info, std::slice::from_ref(row)).await
+    }
+
+    /// Writes server rows after checking their unique values against the local rows; a clash
+    /// is recorded (the pull then fails and rolls back) and nothing more is written.
+    async fn write_many(&mut self, info: &TableInfo, rows: &[Row]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let key = |row: &Row| {
+            row.get(&info.primary_key)
+                .and_then(Json::as_i64)
+                .unwrap_or_default()
+        };
         for columns in &info.unique {
-            let filters: Row = columns
-                .iter()
-                .map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Json::Null)))
-                .collect();
-            // SQL treats NULLs as distinct: a partly NULL key clashes with nothing.
-            if filters.values().any(Json::is_null) {
+            if let [column] = &columns[..] {
+                let values: Vec<Json> = rows
+                    .iter()
+                    .filter_map(|r| r.get(column).filter(|v| !v.is_null()).cloned())
+                    .collect();
+                let holders: HashMap<String, i64> = info
+                    .ops()
+                    .holders(self.txn, column, &values)
+                    .await?
+                    .iter()
+                    .filter_map(|h| Some((h.get(column)?.to_string(), key(h))))
+                    .collect();
+                for row in rows {
+                    let Some(value) = row.get(column).filter(|v| !v.is_null()) else {
+                        continue;
+                    };
+                    if let Some(&holder) = holders.get(&value.to_string())
+                        && holder != key(row)
+                    {
+                        self.clash(info, holder, columns);
+                    }
+                }
                 continue;
             }
-            let holders = info.ops().query(self.txn, &filters, 2).await?;
-            for holder in holders {
-                let holder_id = holder
-                    .get(&info.primary_key)
-                    .and_then(Json::as_i64)
-                    .unwrap_or_default();
-                if holder_id != id {
-                    let key = (info.content_type_id, holder_id);
-                    self.clashes.push(UniqueConflict {
-                        table: info.name.clone(),
-                        row_id: self.moved_from.get(&key).copied().unwrap_or(holder_id),
-                        columns: columns.clone(),
-                    });
-                    return Ok(());
+            for row in rows {
+                let filters: Row = columns
+                    .iter()
+                    .map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Json::Null)))
+                    .collect();
+                // SQL treats NULLs as distinct: a partly NULL key clashes with nothing.
+                if filters.values().any(Json::is_null) {
+                    continue;
+                }
+                for holder in info.ops().query(self.txn, &filters, 2).await? {
+                    if key(&holder) != key(row) {
+                        self.clash(info, key(&holder), columns);
+                    }
                 }
             }
         }
         if self.clashes.is_empty() {
-            info.ops().upsert(self.txn, row).await?;
+            let refs: Vec<&Row> = rows.iter().collect();
+            info.ops().upsert_many(self.txn, &refs).await?;
         }
         Ok(())
+    }
+
+    fn clash(&mut self, info: &TableInfo, holder: i64, columns: &[String]) {
+        let original = self
+            .moved_from
+            .get(&(info.content_type_id, holder))
+            .copied()
+            .unwrap_or(holder);
+        self.clashes.push(UniqueConflict {
+            table: info.name.clone(),
+            row_id: original,
+            columns: columns.to_vec(),
+        });
     }
 
     /// Vacates the unique values that the staged rows of `info` take from local rows (see
@@ -345,6 +402,9 @@ impl<'t> Merge<'t> {
 
     /// Whether rows referencing `id` have unsynced local changes.
     async fn has_unsynced_children(&self, info: &TableInfo, id: i64) -> Result<bool> {
+        if self.local.is_empty() {
+            return Ok(false);
+        }
         for child in self.registry.tables() {
             for fk in &child.foreign_keys {
                 let [column] = &fk.columns[..] else { continue };

@@ -120,9 +120,7 @@ impl Client {
                 let rows: Vec<&crate::row::Row> =
                     chunk.iter().filter_map(|e| e.data.as_ref()).collect();
                 crate::apply::vacate_unique_values(&txn, info, &rows).await?;
-                for row in rows {
-                    info.ops().upsert(&txn, row).await?;
-                }
+                info.ops().upsert_many(&txn, &rows).await?;
             }
             crate::apply::advance_key_generator(&txn, info).await?;
         }
