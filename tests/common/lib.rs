@@ -46,7 +46,7 @@ fn options(url: String) -> ConnectOptions {
 /// several connections see the same data, as in an application.
 pub async fn fresh_db(backend: Backend, name: &str) -> Option<DatabaseConnection> {
     // MySQL allows 64 characters in a database name: long test names keep a hash suffix.
-    let mut name = format!("dbsync_{}", name.replace([':', '-'], "_"));
+    let mut name = format!("dbsync_{}", name.replace([':', '-'], "_")).to_lowercase();
     if name.len() > 60 {
         let hash = name
             .bytes()
