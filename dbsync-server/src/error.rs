@@ -46,6 +46,14 @@ pub enum ServerError {
         /// The server's latest version.
         server: i64,
     },
+    /// The node's version is older than the trimmed log: it must repair.
+    #[error("the log is trimmed up to version {trimmed}, the node is at {node}: repair first")]
+    RepairRequired {
+        /// The node's version.
+        node: i64,
+        /// The server's trim horizon.
+        trimmed: i64,
+    },
     /// An operation or row cannot be applied or answered.
     #[error("invalid operation: {0}")]
     InvalidOperation(String),
@@ -66,6 +74,7 @@ impl ServerError {
             ServerError::Replayed(_) => ErrorCode::Replayed,
             ServerError::Unauthorized(_) => ErrorCode::Unauthorized,
             ServerError::PullRequired { .. } => ErrorCode::PullRequired,
+            ServerError::RepairRequired { .. } => ErrorCode::RepairRequired,
             ServerError::InvalidOperation(_) => ErrorCode::InvalidOperation,
             ServerError::Internal(_) => ErrorCode::Internal,
         }
@@ -79,7 +88,7 @@ impl ServerError {
                 401
             }
             ServerError::Unauthorized(_) => 403,
-            ServerError::PullRequired { .. } => 409,
+            ServerError::PullRequired { .. } | ServerError::RepairRequired { .. } => 409,
             ServerError::TooLarge { .. } => 413,
             ServerError::InvalidOperation(_) => 422,
             ServerError::Internal(_) => 500,

@@ -38,6 +38,7 @@ mod error;
 mod handlers;
 mod schema;
 mod server;
+mod trim;
 
 #[cfg(feature = "actix")]
 pub mod actix;
@@ -48,6 +49,7 @@ pub use config::{AuthorizeHook, Procedure, PushHook, RequestInfo, ServerConfig};
 pub use dbsync::messages::SignedRequest;
 pub use error::ServerError;
 pub use server::{SyncServer, SyncServerBuilder};
+pub use trim::TrimReport;
 
 /// The header that carries the node id of a signed request.
 pub const NODE_HEADER: &str = "x-dbsync-node";

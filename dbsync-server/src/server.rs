@@ -386,3 +386,37 @@ pub(crate) async fn stamp_pending(db: &DatabaseConnection) -> Result<(), ServerE
     }
     Ok(())
 }
+
+/// Records that `node_id` has every version up to `version` (it pulled, pushed or repaired to
+/// it): trimming keeps what the least advanced active node still needs.
+pub(crate) async fn mark_seen<C: ConnectionTrait>(
+    db: &C,
+    node_id: i64,
+    version: i64,
+) -> Result<(), ServerError> {
+    db.execute_raw(statement(
+        db.get_database_backend(),
+        "UPDATE dbsync_nodes SET last_seen = $1, \
+         pulled_version = CASE WHEN pulled_version < $2 THEN $3 ELSE pulled_version END \
+         WHERE node_id = $4",
+        vec![
+            now_millis().into(),
+            version.into(),
+            version.into(),
+            node_id.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The version up to which operations were trimmed.
+pub(crate) async fn trimmed_version<C: ConnectionTrait>(db: &C) -> Result<i64, ServerError> {
+    Ok(scalar(
+        db,
+        "SELECT trimmed_version FROM dbsync_server_state WHERE id = 1",
+        vec![],
+    )
+    .await?
+    .unwrap_or(0))
+}

@@ -120,6 +120,14 @@ pub enum Error {
         message: String,
     },
 
+    /// The server no longer has the operations this node needs (its log was trimmed past
+    /// the node's version): call `Client::repair`.
+    #[error("repair required: {message}")]
+    RepairRequired {
+        /// The server's explanation.
+        message: String,
+    },
+
     /// The server refused a register, pull, repair or query request.
     #[error("request rejected ({code:?}): {message}")]
     Rejected {

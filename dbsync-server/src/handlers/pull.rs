@@ -3,7 +3,7 @@
 use super::rows::ship;
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, scalar, stamp_pending, statement};
+use crate::server::{SyncServer, mark_seen, scalar, stamp_pending, statement, trimmed_version};
 use dbsync::messages::{LogCursor, PullRequest, PullResponse, Rows, SignedRequest, WireOperation};
 use dbsync::{Command, TableInfo};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -30,6 +30,13 @@ impl SyncServer {
         )
         .await?
         .unwrap_or(0);
+        let trimmed = trimmed_version(&txn).await?;
+        if pull.base_version < trimmed {
+            return Err(ServerError::RepairRequired {
+                node: pull.base_version,
+                trimmed,
+            });
+        }
         let target = pull.target_version.unwrap_or(latest);
         if target > latest || pull.base_version > target || pull.base_version < 0 {
             return Err(ServerError::InvalidOperation(format!(
@@ -101,6 +108,9 @@ impl SyncServer {
             BTreeMap::new()
         };
         txn.commit().await?;
+        if !more {
+            mark_seen(self.db(), pull.meta.node_id, target).await?;
+        }
         if pull.after.is_none()
             && let Err(err) = self.prune_nonces().await
         {

@@ -2,7 +2,7 @@
 
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, lock_latest, scalar, set_latest, stamp_pending};
+use crate::server::{SyncServer, lock_latest, mark_seen, scalar, set_latest, stamp_pending};
 use dbsync::messages::{PushRequest, PushResponse, SignedRequest, WireOperation};
 use dbsync::{Command, Registry};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
@@ -71,6 +71,7 @@ impl SyncServer {
         }
         txn.commit().await?;
         tracing::info!(version, operations = push.operations.len(), "push accepted");
+        mark_seen(self.db(), node_id, version).await?;
         // The push is committed: a failed clean-up must not turn its answer into an error.
         if let Err(err) = self.prune_nonces().await {
             tracing::warn!(%err, "pruning nonces failed");

@@ -20,8 +20,8 @@ impl SyncServer {
         let node_id: i64 = if backend == DbBackend::Postgres {
             scalar(
                 db,
-                "INSERT INTO dbsync_nodes (secret, registered_at) VALUES ($1, $2) RETURNING node_id",
-                vec![secret.clone().into(), now_millis().into()],
+                "INSERT INTO dbsync_nodes (secret, registered_at, last_seen) VALUES ($1, $2, $3) RETURNING node_id",
+                vec![secret.clone().into(), now_millis().into(), now_millis().into()],
             )
             .await?
             .ok_or_else(|| ServerError::Internal("no node id returned".into()))?
@@ -30,8 +30,8 @@ impl SyncServer {
             let result = txn
                 .execute_raw(statement(
                     backend,
-                    "INSERT INTO dbsync_nodes (secret, registered_at) VALUES ($1, $2)",
-                    vec![secret.clone().into(), now_millis().into()],
+                    "INSERT INTO dbsync_nodes (secret, registered_at, last_seen) VALUES ($1, $2, $3)",
+                    vec![secret.clone().into(), now_millis().into(), now_millis().into()],
                 ))
                 .await?;
             txn.commit().await?;

@@ -3,7 +3,7 @@
 use super::rows::ship;
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, scalar, stamp_pending};
+use crate::server::{SyncServer, mark_seen, scalar, stamp_pending};
 use dbsync::messages::{RepairCursor, RepairRequest, RepairResponse, Rows, SignedRequest};
 use sea_orm::TransactionTrait;
 use std::collections::BTreeMap;
@@ -81,6 +81,9 @@ impl SyncServer {
         let rows = ship(&txn, self.inner.registry, wanted, rows).await?;
         let rows = with_parents(&txn, self.inner.registry, rows).await?;
         txn.commit().await?;
+        if next.is_none() {
+            mark_seen(self.db(), repair.meta.node_id, snapshot_version).await?;
+        }
         Ok(RepairResponse {
             snapshot_version,
             rows,

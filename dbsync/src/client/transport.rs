@@ -78,6 +78,9 @@ fn refusal(status: u16, bytes: &[u8], kind: Kind) -> Error {
         ErrorCode::PullRequired => Error::PullSuggested {
             message: body.message,
         },
+        ErrorCode::RepairRequired => Error::RepairRequired {
+            message: body.message,
+        },
         ErrorCode::Internal => Error::ServerError {
             status,
             message: body.message,

@@ -221,6 +221,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// The server has versions the node has not pulled.
     PullRequired,
+    /// The server trimmed operations the node has not pulled: only a repair can bring the
+    /// node up to date.
+    RepairRequired,
     /// An operation or row cannot be applied (unknown table or column, bad value, a
     /// conflicting insert).
     InvalidOperation,
