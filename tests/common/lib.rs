@@ -41,11 +41,9 @@ fn options(url: String) -> ConnectOptions {
     options
 }
 
-/// A new, empty database named after the test, or `None` (with the reason printed) when the
-/// backend is not configured. SQLite databases are files in the system temp folder, so that
-/// several connections see the same data, as in an application.
-pub async fn fresh_db(backend: Backend, name: &str) -> Option<DatabaseConnection> {
-    // MySQL allows 64 characters in a database name: long test names keep a hash suffix.
+/// The database name a test's `name` maps to: MySQL allows 64 characters, so long names
+/// keep a hash suffix.
+fn db_name(name: &str) -> String {
     let mut name = format!("dbsync_{}", name.replace([':', '-'], "_")).to_lowercase();
     if name.len() > 60 {
         let hash = name
@@ -53,6 +51,19 @@ pub async fn fresh_db(backend: Backend, name: &str) -> Option<DatabaseConnection
             .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
         name = format!("{}_{hash:08x}", &name[..50]);
     }
+    name
+}
+
+/// The file of the SQLite database `fresh_db(Backend::Sqlite, name)` creates.
+pub fn sqlite_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{}.db", db_name(name)))
+}
+
+/// A new, empty database named after the test, or `None` (with the reason printed) when the
+/// backend is not configured. SQLite databases are files in the system temp folder, so that
+/// several connections see the same data, as in an application.
+pub async fn fresh_db(backend: Backend, name: &str) -> Option<DatabaseConnection> {
+    let name = db_name(name);
     let url = match backend {
         Backend::Sqlite => {
             let path = std::env::temp_dir().join(format!("{name}.db"));

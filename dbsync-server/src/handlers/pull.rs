@@ -102,6 +102,21 @@ impl SyncServer {
             });
         }
         let rows = ship(&txn, registry, wanted, Rows::new()).await?;
+        let own_pushes = txn
+            .query_all_raw(statement(
+                txn.get_database_backend(),
+                "SELECT push_id FROM dbsync_versions WHERE node_id = $1 AND version_id > $2 \
+                 AND version_id <= $3 AND push_id IS NOT NULL",
+                vec![
+                    pull.meta.node_id.into(),
+                    after.version.into(),
+                    last.version.into(),
+                ],
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0))
+            .collect::<Result<Vec<_>, _>>()?;
         let max_ids = if pull.after.is_none() {
             max_ids(&txn, registry.tables()).await?
         } else {
@@ -122,6 +137,7 @@ impl SyncServer {
             rows,
             next: more.then_some(last),
             max_ids,
+            own_pushes,
         })
     }
 }

@@ -51,6 +51,7 @@ impl Client {
         let mut target = None;
         let mut after = None;
         let mut max_ids = BTreeMap::new();
+        let mut own_pushes: Vec<String> = Vec::new();
         loop {
             let request = PullRequest {
                 meta: self.meta(node.node_id),
@@ -73,6 +74,7 @@ impl Client {
                 max_ids = page.max_ids.clone();
             }
             target = Some(page.target_version);
+            own_pushes.extend(page.own_pushes.iter().cloned());
             incoming::stage(db, &page.operations, &page.rows, self.inner.registry).await?;
             self.report(Progress {
                 procedure: "pull",
@@ -93,6 +95,15 @@ impl Client {
             bytes: report.bytes,
         });
         let txn = crate::begin_untracked(db).await?;
+        // A push in flight (from this process or another one sharing the database) that the
+        // server applied is in this pull: acknowledge it first, so that its rows are not
+        // mistaken for someone else's.
+        if let Some(text) = node_state::load(&*txn).await?.and_then(|n| n.pending_push) {
+            let pending = super::push::parse_pending(&text)?;
+            if own_pushes.contains(&pending.push_id) {
+                super::push::acknowledge_in(&*txn, &text, &pending.seqs, None).await?;
+            }
+        }
         crate::apply::defer_foreign_keys(&txn).await?;
         let mut merge =
             Merge::new(&txn, self.inner.registry, &self.inner.policies, max_ids).await?;

@@ -34,9 +34,9 @@ pub struct PushReport {
 
 /// The push in flight, stored until its answer arrives.
 #[derive(Serialize, Deserialize)]
-struct Pending {
-    push_id: String,
-    seqs: Vec<i64>,
+pub(super) struct Pending {
+    pub push_id: String,
+    pub seqs: Vec<i64>,
 }
 
 impl Client {
@@ -47,10 +47,8 @@ impl Client {
     pub async fn push(&self) -> Result<PushReport> {
         let db = &self.inner.db;
         let node = self.node().await?;
-        let pending = match node.pending_push.as_deref() {
-            Some(text) => serde_json::from_str::<Pending>(text).map_err(|err| {
-                Error::InvalidOperation(format!("unreadable push in flight: {err}"))
-            })?,
+        let text = match node.pending_push {
+            Some(text) => text,
             None => {
                 let mut ops = unsynced_operations(db).await?;
                 // A bounded push: a long offline backlog goes in several, each under the
@@ -69,10 +67,16 @@ impl Client {
                 };
                 let text = serde_json::to_string(&pending)
                     .map_err(|e| Error::InvalidOperation(e.to_string()))?;
-                node_state::set_pending(db, Some(text)).await?;
-                pending
+                if node_state::start_pending(db, &text).await? {
+                    text
+                } else {
+                    // Another process sharing this database started a push meanwhile: carry
+                    // that one, so that the same entries never travel under two ids.
+                    self.node().await?.pending_push.unwrap_or(text)
+                }
             }
         };
+        let pending = parse_pending(&text)?;
         let wanted: BTreeSet<i64> = pending.seqs.iter().copied().collect();
         let ops: Vec<Operation> = unsynced_operations(db)
             .await?
@@ -82,7 +86,7 @@ impl Client {
         let (operations, rows) = self.message_body(&compress(&ops)).await?;
         if operations.is_empty() {
             // Only tables this node does not push: nothing to send.
-            self.acknowledge(&pending.seqs, None).await?;
+            self.acknowledge(&text, &pending.seqs, None).await?;
             return Ok(PushReport {
                 new_version: None,
                 operations: 0,
@@ -107,7 +111,7 @@ impl Client {
             .await;
         match result {
             Ok((answer, _)) => {
-                self.acknowledge(&pending.seqs, Some(answer.new_version))
+                self.acknowledge(&text, &pending.seqs, Some(answer.new_version))
                     .await?;
                 tracing::info!(version = answer.new_version, operations = count, "pushed");
                 Ok(PushReport {
@@ -125,7 +129,7 @@ impl Client {
                     ..
                 }),
             ) => {
-                node_state::set_pending(db, None).await?;
+                node_state::clear_pending(db, &text).await?;
                 Err(err)
             }
             // Refused before the server looked the push id up (authentication, size), or no
@@ -189,24 +193,42 @@ impl Client {
 
     /// Removes the pushed entries from the log, clears the push in flight and moves the
     /// version forward, in one transaction.
-    async fn acknowledge(&self, seqs: &[i64], version: Option<i64>) -> Result<()> {
+    async fn acknowledge(&self, text: &str, seqs: &[i64], version: Option<i64>) -> Result<()> {
         let txn = self.inner.db.begin().await?;
-        for chunk in seqs.chunks(500) {
-            let list = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            txn.execute_unprepared(&format!(
-                "DELETE FROM dbsync_operations WHERE seq IN ({list})"
-            ))
-            .await?;
-        }
-        node_state::set_pending(&txn, None).await?;
-        if let Some(version) = version {
-            node_state::advance_version(&txn, version).await?;
-        }
+        acknowledge_in(&txn, text, seqs, version).await?;
         txn.commit().await?;
         Ok(())
     }
+}
+
+/// The push in flight, from its stored form.
+pub(super) fn parse_pending(text: &str) -> Result<Pending> {
+    serde_json::from_str(text)
+        .map_err(|err| Error::InvalidOperation(format!("unreadable push in flight: {err}")))
+}
+
+/// Within `txn`: removes the log entries `seqs` of the push stored as `text`, clears it if it
+/// is still the push in flight, and moves the version forward.
+pub(super) async fn acknowledge_in<C: ConnectionTrait>(
+    txn: &C,
+    text: &str,
+    seqs: &[i64],
+    version: Option<i64>,
+) -> Result<()> {
+    for chunk in seqs.chunks(500) {
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        txn.execute_unprepared(&format!(
+            "DELETE FROM dbsync_operations WHERE seq IN ({list})"
+        ))
+        .await?;
+    }
+    node_state::clear_pending(txn, text).await?;
+    if let Some(version) = version {
+        node_state::advance_version(txn, version).await?;
+    }
+    Ok(())
 }

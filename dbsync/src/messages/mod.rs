@@ -139,6 +139,10 @@ pub struct PullResponse {
     /// row out of the way of an incoming one picks a key above it.
     #[serde(default)]
     pub max_ids: BTreeMap<String, i64>,
+    /// The push ids of this node's own pushes among this page's versions: a node whose push
+    /// answer was lost learns here that the push was applied.
+    #[serde(default)]
+    pub own_pushes: Vec<String>,
 }
 
 /// A position in a repair snapshot: after this table's row `after_id`.
