@@ -11,6 +11,7 @@
 
 use dbsync::{Client, Error};
 use dbsync_tests::entities::{city, house};
+use dbsync_tests::fixtures::{cities, houses};
 use dbsync_tests::harness::{Adapter, TestServer, client, start};
 use dbsync_tests::{Backend, log};
 use proptest::prelude::*;
@@ -221,28 +222,6 @@ async fn run(
         prop_assert!(names.contains(name), "inserted city {:?} vanished", name);
     }
     Ok(())
-}
-
-async fn cities(db: &DatabaseConnection) -> Vec<(i32, String)> {
-    city::Entity::find()
-        .order_by_asc(city::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect()
-}
-
-async fn houses(db: &DatabaseConnection) -> Vec<(i32, String, Option<i32>)> {
-    house::Entity::find()
-        .order_by_asc(house::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| (h.id, h.address, h.city_id))
-        .collect()
 }
 
 #[test]

@@ -5,37 +5,15 @@
 //! twice.
 
 use dbsync::{Client, Error};
-use dbsync_tests::entities::city;
+use dbsync_tests::fixtures::{add_city, cities};
 use dbsync_tests::harness::{Adapter, client, start};
 use dbsync_tests::{Backend, log, on_every_server};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, QueryOrder, Set};
 
 on_every_server!(
     a_pull_cancelled_half_way_leaves_nothing_and_the_next_one_completes,
     a_request_that_never_reached_the_server_is_simply_retried,
     two_processes_syncing_one_local_database_lose_and_duplicate_nothing,
 );
-
-async fn cities(db: &DatabaseConnection) -> Vec<(i32, String)> {
-    city::Entity::find()
-        .order_by_asc(city::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect()
-}
-
-async fn add_city(db: &DatabaseConnection, name: &str) -> city::Model {
-    city::ActiveModel {
-        name: Set(name.into()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-}
 
 async fn a_pull_cancelled_half_way_leaves_nothing_and_the_next_one_completes(
     backend: Backend,

@@ -4,11 +4,10 @@
 use dbsync::merge::{ConflictKind, ConflictPolicy, Resolution};
 use dbsync::{Client, Command, Error};
 use dbsync_tests::entities::{city, house};
+use dbsync_tests::fixtures::{add_city, add_house, cities, houses};
 use dbsync_tests::harness::{Adapter, TestServer, client, start};
 use dbsync_tests::{Backend, log, on_every_server};
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Set};
 
 on_every_server!(
     an_empty_node_pulls_what_another_pushed,
@@ -25,49 +24,6 @@ on_every_server!(
     delete_against_delete_leaves_nothing_to_push,
     writes_made_during_a_pull_are_kept_and_pushed,
 );
-
-async fn cities(db: &DatabaseConnection) -> Vec<(i32, String)> {
-    city::Entity::find()
-        .order_by_asc(city::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect()
-}
-
-async fn houses(db: &DatabaseConnection) -> Vec<(i32, String, Option<i32>)> {
-    house::Entity::find()
-        .order_by_asc(house::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| (h.id, h.address, h.city_id))
-        .collect()
-}
-
-async fn add_city(db: &DatabaseConnection, name: &str) -> city::Model {
-    city::ActiveModel {
-        name: Set(name.into()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-}
-
-async fn add_house(db: &DatabaseConnection, address: &str, city_id: i32) -> house::Model {
-    house::ActiveModel {
-        address: Set(address.into()),
-        city_id: Set(Some(city_id)),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-}
 
 async fn rename(db: &DatabaseConnection, id: i32, name: &str) {
     city::ActiveModel {

@@ -4,13 +4,12 @@
 use dbsync::{Client, Error, UnsyncedPolicy};
 use dbsync_server::SyncServer;
 use dbsync_tests::entities::{city, person};
+use dbsync_tests::fixtures::{add_city, add_person, cities, people};
 use dbsync_tests::harness::{
     Adapter, TestServer, client, serve, server_db, start, unregistered_client,
 };
 use dbsync_tests::{Backend, log, on_every_server};
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,49 +30,6 @@ on_every_server!(
     query_returns_typed_models,
     concurrent_pushes_from_many_clients_lose_nothing,
 );
-
-async fn cities(db: &DatabaseConnection) -> Vec<(i32, String)> {
-    city::Entity::find()
-        .order_by_asc(city::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect()
-}
-
-async fn people(db: &DatabaseConnection) -> Vec<(i32, String, i32)> {
-    person::Entity::find()
-        .order_by_asc(person::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| (p.id, p.name, p.city_id))
-        .collect()
-}
-
-async fn add_city(db: &DatabaseConnection, name: &str) -> city::Model {
-    city::ActiveModel {
-        name: Set(name.into()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-}
-
-async fn add_person(db: &DatabaseConnection, name: &str, city_id: i32) -> person::Model {
-    person::ActiveModel {
-        name: Set(name.into()),
-        city_id: Set(city_id),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-}
 
 async fn versions(server: &TestServer) -> Vec<i64> {
     let rows = server

@@ -3,10 +3,9 @@
 //! where a fresh node's pull silently missed rows).
 
 use dbsync::{Error, UnsyncedPolicy};
-use dbsync_tests::entities::city;
+use dbsync_tests::fixtures::{add_city, cities};
 use dbsync_tests::harness::{Adapter, client, start};
 use dbsync_tests::{Backend, log, on_every_server};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, QueryOrder, Set};
 use std::time::Duration;
 
 on_every_server!(
@@ -14,27 +13,6 @@ on_every_server!(
     a_node_behind_the_trimmed_horizon_is_told_to_repair,
     a_node_that_never_pulled_holds_the_log_until_it_counts_as_inactive,
 );
-
-async fn cities(db: &DatabaseConnection) -> Vec<(i32, String)> {
-    city::Entity::find()
-        .order_by_asc(city::Column::Id)
-        .all(db)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect()
-}
-
-async fn add_city(db: &DatabaseConnection, name: &str) {
-    city::ActiveModel {
-        name: Set(name.into()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-}
 
 async fn trim_removes_what_every_active_node_has_and_sync_goes_on(
     backend: Backend,

@@ -1,7 +1,7 @@
 //! The handlers as actix-web services: `POST /register`, `/push`, `/pull`, `/repair` and
 //! `/query`, to mount in any scope.
 
-use crate::{NODE_HEADER, SIGNATURE_HEADER, ServerError, SignedRequest, SyncServer};
+use crate::{NODE_HEADER, SIGNATURE_HEADER, ServerError, SignedRequest, SyncServer, adapter};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, Data, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
@@ -93,37 +93,13 @@ async fn query(server: Data<SyncServer>, request: HttpRequest, body: web::Payloa
 }
 
 fn signed(request: &HttpRequest, body: Bytes) -> Result<SignedRequest, ServerError> {
-    let text = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ServerError::BadSignature)
-    };
-    let node_id = text(NODE_HEADER)?
-        .parse()
-        .map_err(|_| ServerError::BadSignature)?;
-    Ok(SignedRequest {
-        node_id,
-        signature: text(SIGNATURE_HEADER)?.to_owned(),
-        body: body.to_vec(),
-    })
+    let text = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    adapter::signed(text(NODE_HEADER), text(SIGNATURE_HEADER), &body)
 }
 
 fn respond<T: Serialize>(result: Result<T, ServerError>) -> HttpResponse {
-    let (status, body) = match result {
-        Ok(answer) => (StatusCode::OK, serde_json::to_vec(&answer)),
-        Err(err) => {
-            if err.status() >= 500 {
-                tracing::error!(%err, "dbsync request failed");
-            }
-            (
-                StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                serde_json::to_vec(&err.body()),
-            )
-        }
-    };
-    HttpResponse::build(status)
+    let (status, body) = adapter::answer(result);
+    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .content_type("application/json")
-        .body(body.unwrap_or_default())
+        .body(body)
 }

@@ -1,7 +1,7 @@
 //! The handlers as an axum `Router`: `POST /register`, `/push`, `/pull`, `/repair` and
 //! `/query`, to nest under any path.
 
-use crate::{NODE_HEADER, SIGNATURE_HEADER, ServerError, SignedRequest, SyncServer};
+use crate::{NODE_HEADER, SIGNATURE_HEADER, ServerError, SignedRequest, SyncServer, adapter};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -97,36 +97,13 @@ async fn query(State(server): State<SyncServer>, headers: HeaderMap, body: Body)
 }
 
 fn signed(headers: &HeaderMap, body: Bytes) -> Result<SignedRequest, ServerError> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ServerError::BadSignature)
-    };
-    let node_id = text(NODE_HEADER)?
-        .parse()
-        .map_err(|_| ServerError::BadSignature)?;
-    Ok(SignedRequest {
-        node_id,
-        signature: text(SIGNATURE_HEADER)?.to_owned(),
-        body: body.to_vec(),
-    })
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    adapter::signed(text(NODE_HEADER), text(SIGNATURE_HEADER), &body)
 }
 
 fn respond<T: Serialize>(result: Result<T, ServerError>) -> Response {
-    let (status, body) = match result {
-        Ok(answer) => (StatusCode::OK, serde_json::to_vec(&answer)),
-        Err(err) => {
-            if err.status() >= 500 {
-                tracing::error!(%err, "dbsync request failed");
-            }
-            (
-                StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                serde_json::to_vec(&err.body()),
-            )
-        }
-    };
-    let body = body.unwrap_or_default();
+    let (status, body) = adapter::answer(result);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -33,6 +33,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "axum", feature = "actix"))]
+mod adapter;
 mod config;
 mod error;
 mod handlers;

@@ -6,6 +6,7 @@
 //! (`.ci/run` sets both); otherwise they print why they skip and pass.
 
 pub mod entities;
+pub mod fixtures;
 pub mod harness;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
