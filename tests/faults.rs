@@ -1,7 +1,7 @@
-//! Faults a sync client meets in the field, produced for real: answers lost after the server
-//! committed, a pull cancelled half-way (the process killed or the laptop asleep), requests
-//! that never reach the server, duplicated requests, and two processes syncing the same local
-//! database at once. After each, syncing again converges with nothing lost and nothing applied
+//! Faults a sync client meets in the field, produced for real: answers cut mid-transfer after
+//! the server committed, a pull cancelled half-way (the process killed or the laptop asleep),
+//! requests that never reach the server, and two processes syncing the same local database at
+//! once. After each, syncing again converges with nothing lost and nothing applied
 //! twice.
 
 use dbsync::{Client, Error};
@@ -13,6 +13,7 @@ on_every_server!(
     a_pull_cancelled_half_way_leaves_nothing_and_the_next_one_completes,
     a_request_that_never_reached_the_server_is_simply_retried,
     two_processes_syncing_one_local_database_lose_and_duplicate_nothing,
+    a_connection_cut_mid_answer_changes_nothing_and_a_retry_converges,
 );
 
 async fn a_pull_cancelled_half_way_leaves_nothing_and_the_next_one_completes(
@@ -116,5 +117,85 @@ async fn two_processes_syncing_one_local_database_lose_and_duplicate_nothing(
     );
     assert_eq!(cities(a.db()).await, on_server);
     assert_eq!(cities(other.db()).await, on_server);
+    assert_eq!(log(a.db()).await, []);
+}
+
+/// A proxy on 127.0.0.1 in front of `server` that passes requests through and cuts every
+/// answer after `keep` bytes, like a connection dropped mid-transfer.
+async fn cutting_proxy(server: &str, keep: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream: std::net::SocketAddr = server
+        .trim_start_matches("http://")
+        .trim_end_matches("/sync")
+        .parse()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = inbound.split();
+                let (mut from_server, mut to_server) = outbound.split();
+                let requests = tokio::io::copy(&mut from_client, &mut to_server);
+                let answers = async {
+                    let mut sent = 0;
+                    let mut buffer = vec![0u8; 4096];
+                    while sent < keep {
+                        let n = from_server.read(&mut buffer).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        let n = n.min(keep - sent);
+                        to_client.write_all(&buffer[..n]).await?;
+                        sent += n;
+                    }
+                    Ok::<_, std::io::Error>(())
+                };
+                tokio::select! {
+                    _ = requests => {}
+                    _ = answers => {}
+                }
+            });
+        }
+    });
+    format!("http://{address}/sync")
+}
+
+async fn a_connection_cut_mid_answer_changes_nothing_and_a_retry_converges(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    for i in 0..20 {
+        add_city(a.db(), &format!("c{i}")).await;
+    }
+    // The push reaches the server, which commits; its answer is cut.
+    let cut = Client::new(a.db().clone(), cutting_proxy(&server.url, 40).await);
+    match cut.push().await {
+        Err(Error::Offline(_)) | Err(Error::ServerError { .. }) => {}
+        other => panic!("expected a broken answer, got {other:?}"),
+    }
+    let retry = a.push().await.unwrap();
+    assert!(
+        retry.replayed,
+        "the server had applied the push whose answer was cut"
+    );
+    assert_eq!(cities(server.db()).await.len(), 20);
+
+    // A pull whose page is cut mid-transfer applies nothing; the next one completes.
+    let b = client(&server, &format!("{name}_b")).await;
+    let cut = Client::new(b.db().clone(), cutting_proxy(&server.url, 600).await);
+    assert!(cut.pull().await.is_err());
+    assert!(cities(b.db()).await.is_empty());
+    assert_eq!(b.version().await.unwrap(), 0);
+    b.pull().await.unwrap();
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
     assert_eq!(log(a.db()).await, []);
 }
