@@ -236,11 +236,10 @@ async fn an_unknown_node_is_refused(backend: Backend, adapter: Adapter, name: &s
         }) => {}
         other => panic!("expected PushRejected(UnknownNode), got {other:?}"),
     }
-    // The push may have been applied for all the node knows: it stays in flight, and a pull
-    // first retries it, with the same refusal.
+    // The push may have been applied for all the node knows: it stays in flight.
     assert!(matches!(
         a.pull().await,
-        Err(Error::PushRejected {
+        Err(Error::Rejected {
             code: ErrorCode::UnknownNode,
             ..
         })

@@ -140,6 +140,11 @@ impl Registry {
         &self.tables
     }
 
+    /// The tables whose server changes nodes pull, parents first.
+    pub fn pulled(&self) -> impl DoubleEndedIterator<Item = &TableInfo> {
+        self.tables.iter().filter(|t| t.direction.pulls())
+    }
+
     /// The table with this name.
     pub fn table(&self, name: &str) -> Option<&TableInfo> {
         self.tables.iter().find(|t| t.name == name)

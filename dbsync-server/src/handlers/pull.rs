@@ -4,8 +4,8 @@ use super::rows::ship;
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, mark_seen, scalar, stamp_pending, statement, trimmed_version};
+use dbsync::Command;
 use dbsync::messages::{LogCursor, PullRequest, PullResponse, Rows, SignedRequest, WireOperation};
-use dbsync::{Command, TableInfo};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -118,7 +118,7 @@ impl SyncServer {
             .map(|row| row.try_get_by_index::<String>(0))
             .collect::<Result<Vec<_>, _>>()?;
         let max_ids = if pull.after.is_none() {
-            max_ids(&txn, registry.tables()).await?
+            max_ids(&txn, registry).await?
         } else {
             BTreeMap::new()
         };
@@ -144,10 +144,10 @@ impl SyncServer {
 
 async fn max_ids<C: ConnectionTrait>(
     db: &C,
-    tables: &[TableInfo],
+    registry: &dbsync::Registry,
 ) -> Result<BTreeMap<String, i64>, ServerError> {
     let mut out = BTreeMap::new();
-    for info in tables.iter().filter(|t| t.direction.pulls()) {
+    for info in registry.pulled() {
         let (q, pk) = quote(db, &info.name, &info.primary_key);
         // The key generator remembers keys of deleted rows too: a node must never pick one.
         let (sql, values): (String, Vec<sea_orm::Value>) = match db.get_database_backend() {

@@ -1,12 +1,11 @@
 //! `repair`: the server's full state, one page at a time.
 
-use super::rows::ship;
+use super::rows::with_references;
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, mark_seen, scalar, stamp_pending};
 use dbsync::messages::{RepairCursor, RepairRequest, RepairResponse, Rows, SignedRequest};
 use sea_orm::TransactionTrait;
-use std::collections::BTreeMap;
 
 /// Rows per page when the node does not say.
 const DEFAULT_PAGE: u32 = 2_000;
@@ -24,13 +23,7 @@ impl SyncServer {
             .authenticate(Procedure::Repair, request, |r: &RepairRequest| &r.meta)
             .await?;
         stamp_pending(self.db()).await?;
-        let tables: Vec<&dbsync::TableInfo> = self
-            .inner
-            .registry
-            .tables()
-            .iter()
-            .filter(|t| t.direction.pulls())
-            .collect();
+        let tables: Vec<&dbsync::TableInfo> = self.inner.registry.pulled().collect();
         let txn = self.db().begin().await?;
         let snapshot_version = match repair.snapshot_version {
             Some(v) => v,
@@ -77,9 +70,7 @@ impl SyncServer {
             };
             rows.insert(info.name.clone(), found);
         }
-        let wanted = BTreeMap::new();
-        let rows = ship(&txn, self.inner.registry, wanted, rows).await?;
-        let rows = with_parents(&txn, self.inner.registry, rows).await?;
+        let rows = with_references(&txn, self.inner.registry, rows).await?;
         txn.commit().await?;
         if next.is_none() {
             mark_seen(self.db(), repair.meta.node_id, snapshot_version).await?;
@@ -90,27 +81,4 @@ impl SyncServer {
             next,
         })
     }
-}
-
-/// Adds the rows that the page's rows reference.
-async fn with_parents(
-    txn: &sea_orm::DatabaseTransaction,
-    registry: &dbsync::Registry,
-    rows: Rows,
-) -> Result<Rows, ServerError> {
-    let mut wanted: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
-    for (table, list) in &rows {
-        let Some(info) = registry.table(table) else {
-            continue;
-        };
-        for fk in &info.foreign_keys {
-            let [column] = &fk.columns[..] else { continue };
-            for row in list {
-                if let Some(id) = row.get(column).and_then(serde_json::Value::as_i64) {
-                    wanted.entry(fk.to_table.clone()).or_default().insert(id);
-                }
-            }
-        }
-    }
-    ship(txn, registry, wanted, rows).await
 }

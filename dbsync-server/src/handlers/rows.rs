@@ -50,6 +50,24 @@ pub(crate) async fn ship(
     Ok(rows)
 }
 
+/// `rows` with every row they reference, transitively (repair pages: a parent inserted after
+/// its table was paged still arrives before its children are written).
+pub(crate) async fn with_references(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    rows: Rows,
+) -> Result<Rows, ServerError> {
+    let mut wanted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for (table, list) in &rows {
+        if let Some(info) = registry.table(table) {
+            for row in list {
+                references(registry, info, row, &mut wanted);
+            }
+        }
+    }
+    ship(txn, registry, wanted, rows).await
+}
+
 /// Adds to `out` the rows `row` references through single-column foreign keys to pulled
 /// tables.
 fn references(

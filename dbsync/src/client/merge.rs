@@ -79,12 +79,7 @@ impl<'t> Merge<'t> {
     /// Deletes children first, then writes parents first. Unique clashes are gathered over
     /// the whole pull and refused together, so the application sees them all at once.
     pub(super) async fn apply(&mut self, report: &mut PullReport) -> Result<()> {
-        let tables: Vec<&TableInfo> = self
-            .registry
-            .tables()
-            .iter()
-            .filter(|t| t.direction.pulls())
-            .collect();
+        let tables: Vec<&TableInfo> = self.registry.pulled().collect();
         for info in tables.iter().rev() {
             let mut reader = Latest::new(info);
             loop {

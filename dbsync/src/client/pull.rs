@@ -8,7 +8,7 @@ use super::incoming;
 use super::merge::Merge;
 use super::transport::Kind;
 use super::{Client, Phase, Progress};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::merge::ResolvedConflict;
 use crate::messages::{PullRequest, PullResponse};
 use crate::node_state;
@@ -37,14 +37,6 @@ impl Client {
     #[tracing::instrument(name = "dbsync.client.pull", skip_all)]
     pub async fn pull(&self) -> Result<PullReport> {
         let db = &self.inner.db;
-        if self.node().await?.pending_push.is_some() {
-            // A push whose answer was lost must be settled first: if the server applied it,
-            // its operations are in this pull and must not look like someone else's.
-            match self.push().await {
-                Ok(_) | Err(Error::PullSuggested { .. }) => {}
-                Err(err) => return Err(err),
-            }
-        }
         let node = self.node().await?;
         incoming::clear(db).await?;
         let mut report = PullReport::default();

@@ -88,13 +88,7 @@ impl Client {
         // Checked again inside the transaction: a write made while pages downloaded counts.
         report.discarded = check_unsynced(&*txn, unsynced).await?;
         crate::apply::defer_foreign_keys(&txn).await?;
-        let tables: Vec<&TableInfo> = self
-            .inner
-            .registry
-            .tables()
-            .iter()
-            .filter(|t| t.direction.pulls())
-            .collect();
+        let tables: Vec<&TableInfo> = self.inner.registry.pulled().collect();
         // Only rows the server no longer has go: deleting everything would cascade into
         // local tables that reference these (push-only or untracked ones) and lose them.
         for info in tables.iter().rev() {
