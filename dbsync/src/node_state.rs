@@ -130,19 +130,6 @@ pub(crate) async fn set_version<C: ConnectionTrait>(db: &C, version: i64) -> Res
     Ok(())
 }
 
-/// Records `pending` as the push in flight unless another process recorded one first;
-/// returns whether this one was recorded.
-pub(crate) async fn start_pending<C: ConnectionTrait>(db: &C, pending: &str) -> Result<bool> {
-    let updated = db
-        .execute_raw(stmt(
-            db.get_database_backend(),
-            "UPDATE dbsync_node SET pending_push = ? WHERE id = 1 AND pending_push IS NULL",
-            vec![pending.into()],
-        ))
-        .await?;
-    Ok(updated.rows_affected() == 1)
-}
-
 /// Clears the push in flight if it is still `pending` (another process may have finished it
 /// and started the next).
 pub(crate) async fn clear_pending<C: ConnectionTrait>(db: &C, pending: &str) -> Result<()> {

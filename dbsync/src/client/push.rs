@@ -46,11 +46,17 @@ impl Client {
     #[tracing::instrument(name = "dbsync.client.push", skip_all)]
     pub async fn push(&self) -> Result<PushReport> {
         let db = &self.inner.db;
-        let node = self.node().await?;
+        // One transaction, write-locked from its first statement, for everything the message
+        // is built from: a pull applied by another process sharing this database (moving keys,
+        // advancing the version) then lands wholly before or wholly after it.
+        let txn = db.begin().await?;
+        txn.execute_unprepared("UPDATE dbsync_node SET id = id WHERE id = 1")
+            .await?;
+        let node = node_state::load(&txn).await?.ok_or(Error::NotRegistered)?;
         let text = match node.pending_push {
             Some(text) => text,
             None => {
-                let mut ops = unsynced_operations(db).await?;
+                let mut ops = unsynced_operations(&txn).await?;
                 // A bounded push: a long offline backlog goes in several, each under the
                 // server's size limit.
                 ops.truncate(MAX_LOG_ENTRIES);
@@ -67,23 +73,20 @@ impl Client {
                 };
                 let text = serde_json::to_string(&pending)
                     .map_err(|e| Error::InvalidOperation(e.to_string()))?;
-                if node_state::start_pending(db, &text).await? {
-                    text
-                } else {
-                    // Another process sharing this database started a push meanwhile: carry
-                    // that one, so that the same entries never travel under two ids.
-                    self.node().await?.pending_push.unwrap_or(text)
-                }
+                // The write lock makes this the only push being started.
+                node_state::set_pending(&txn, Some(text.clone())).await?;
+                text
             }
         };
         let pending = parse_pending(&text)?;
         let wanted: BTreeSet<i64> = pending.seqs.iter().copied().collect();
-        let ops: Vec<Operation> = unsynced_operations(db)
+        let ops: Vec<Operation> = unsynced_operations(&txn)
             .await?
             .into_iter()
             .filter(|op| wanted.contains(&op.seq))
             .collect();
-        let (operations, rows) = self.message_body(&compress(&ops)).await?;
+        let (operations, rows) = self.message_body(&txn, &compress(&ops)).await?;
+        txn.commit().await?;
         if operations.is_empty() {
             // Only tables this node does not push: nothing to send.
             self.acknowledge(&text, &pending.seqs, None).await?;
@@ -141,7 +144,11 @@ impl Client {
     /// The wire operations and current rows for `ops`. An insert or update whose row is gone
     /// travels as a delete: that is the row's state here now, and an earlier attempt of this
     /// push may have created it on the server.
-    async fn message_body(&self, ops: &[Operation]) -> Result<(Vec<WireOperation>, Rows)> {
+    async fn message_body(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        ops: &[Operation],
+    ) -> Result<(Vec<WireOperation>, Rows)> {
         let registry = self.inner.registry;
         let mut wanted: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for op in ops.iter().filter(|op| op.command != Command::Delete) {
@@ -152,12 +159,11 @@ impl Client {
                     .push(op.row_id);
             }
         }
-        let txn = self.inner.db.begin().await?;
         let mut rows = Rows::new();
         let mut present: BTreeSet<(&str, i64)> = BTreeSet::new();
         for (table, ids) in wanted {
             let info = registry.table(table).expect("looked up above");
-            let found = info.ops().fetch(&txn, &ids).await?;
+            let found = info.ops().fetch(txn, &ids).await?;
             for row in &found {
                 if let Some(id) = row
                     .get(&info.primary_key)
@@ -168,7 +174,6 @@ impl Client {
             }
             rows.insert(table.to_owned(), found);
         }
-        txn.commit().await?;
         let operations = ops
             .iter()
             .filter_map(|op| {
