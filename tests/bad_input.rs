@@ -201,7 +201,7 @@ fn every_handler_survives_arbitrary_input_and_a_refusal_writes_nothing() {
             let (procedure, bytes) = encode(&body, node_id);
             let request = SignedRequest {
                 node_id,
-                signature: sign(&secret, &bytes),
+                signature: sign(&secret, procedure, &bytes),
                 body: bytes.clone(),
             };
             let before = (

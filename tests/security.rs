@@ -2,8 +2,8 @@
 //! unsigned, tampered, replayed and unauthorized requests, unknown nodes, tables and columns.
 
 use dbsync::messages::{
-    ErrorBody, ErrorCode, PROTOCOL_VERSION, PushRequest, RequestMeta, WireOperation, nonce,
-    now_millis, sign,
+    ErrorBody, ErrorCode, PROTOCOL_VERSION, PullRequest, PushRequest, RequestMeta, WireOperation,
+    nonce, now_millis, sign,
 };
 use dbsync::{Command, Error};
 use dbsync_server::{ServerConfig, SyncServer};
@@ -24,6 +24,8 @@ on_every_server!(
     another_protocol_version_is_refused,
     the_authorization_hook_can_refuse_a_node,
     a_before_push_hook_can_veto_a_push,
+    a_body_signed_for_one_procedure_is_refused_by_another,
+    reads_need_a_signature_unless_the_server_allows_unsigned_ones,
 );
 
 /// Credentials of a registered node, read from its database as an attacker with the
@@ -103,7 +105,7 @@ async fn malformed_bodies_are_refused(backend: Backend, adapter: Adapter, name: 
         b"{}".to_vec(),
         b"{\"operations\": 7}".to_vec(),
     ] {
-        let signature = sign(&secret, &body);
+        let signature = sign(&secret, "push", &body);
         let (status, error) = raw(&server, "push", body, Some((id, signature))).await;
         assert_eq!(status, 400);
         assert_eq!(error.unwrap().code, ErrorCode::Malformed);
@@ -135,7 +137,7 @@ async fn unsigned_and_tampered_requests_are_refused(
         (401, ErrorCode::BadSignature)
     );
 
-    let signature = sign(&secret, &body);
+    let signature = sign(&secret, "push", &body);
     let tampered = String::from_utf8(body)
         .unwrap()
         .replace("Evil", "Eviler")
@@ -159,7 +161,7 @@ async fn unsigned_and_tampered_requests_are_refused(
         &server,
         "push",
         body.clone(),
-        Some((id, sign(&secret, &body))),
+        Some((id, sign(&secret, "push", &body))),
     )
     .await;
     assert_eq!(
@@ -181,7 +183,7 @@ async fn a_replayed_request_is_refused(backend: Backend, adapter: Adapter, name:
         serde_json::json!({"id": 1, "name": "Once"}),
     ))
     .unwrap();
-    let signature = sign(&secret, &body);
+    let signature = sign(&secret, "push", &body);
     let (status, _) = raw(&server, "push", body.clone(), Some((id, signature.clone()))).await;
     assert_eq!(status, 200);
     let (status, error) = raw(&server, "push", body, Some((id, signature))).await;
@@ -195,7 +197,7 @@ async fn a_replayed_request_is_refused(backend: Backend, adapter: Adapter, name:
         &server,
         "push",
         body.clone(),
-        Some((id, sign(&secret, &body))),
+        Some((id, sign(&secret, "push", &body))),
     )
     .await;
     assert_eq!((status, error.unwrap().code), (401, ErrorCode::Replayed));
@@ -212,7 +214,7 @@ async fn an_unknown_node_is_refused(backend: Backend, adapter: Adapter, name: &s
         serde_json::json!({"id": 1, "name": "Ghost"}),
     ))
     .unwrap();
-    let signature = sign("guessed", &body);
+    let signature = sign("guessed", "push", &body);
     let (status, error) = raw(&server, "push", body, Some((4242, signature))).await;
     assert_eq!((status, error.unwrap().code), (401, ErrorCode::UnknownNode));
 
@@ -274,7 +276,7 @@ async fn unknown_tables_and_columns_are_refused(backend: Backend, adapter: Adapt
             &server,
             "push",
             body.clone(),
-            Some((id, sign(&secret, &body))),
+            Some((id, sign(&secret, "push", &body))),
         )
         .await;
         let error = error.unwrap();
@@ -433,4 +435,99 @@ async fn a_before_push_hook_can_veto_a_push(backend: Backend, adapter: Adapter, 
         "the whole push was rolled back"
     );
     assert_eq!(dbsync::unsynced_objects(a.db()).await.unwrap().len(), 2);
+}
+
+fn pull_of(node_id: i64) -> Vec<u8> {
+    serde_json::to_vec(&PullRequest {
+        meta: meta(node_id),
+        base_version: 0,
+        target_version: None,
+        after: None,
+        page_size: None,
+    })
+    .unwrap()
+}
+
+async fn a_body_signed_for_one_procedure_is_refused_by_another(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let (id, secret) = credentials(&a).await;
+    // A pull body is also a valid query or repair body shape-wise; only the signed procedure
+    // tells them apart.
+    let body = pull_of(id);
+    let signature = sign(&secret, "pull", &body);
+    for path in ["repair", "query", "push"] {
+        let (status, error) = raw(&server, path, body.clone(), Some((id, signature.clone()))).await;
+        assert_eq!(
+            (status, error.unwrap().code),
+            (401, ErrorCode::BadSignature),
+            "a pull signature sent to {path}"
+        );
+    }
+    let (status, _) = raw(&server, "pull", body, Some((id, signature))).await;
+    assert_eq!(status, 200, "the same request where it was signed for");
+}
+
+async fn reads_need_a_signature_unless_the_server_allows_unsigned_ones(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let (id, _) = credentials(&a).await;
+    // By default, every read is signed.
+    assert_eq!(
+        unsigned(&server, "pull", id, pull_of(id)).await,
+        (401, Some(ErrorCode::BadSignature))
+    );
+
+    let Some(db) = server_db(backend, &format!("{name}_open")).await else {
+        return;
+    };
+    let mut config = ServerConfig::default();
+    config.require_signed_reads = false;
+    let open = serve(SyncServer::builder(db).config(config), adapter).await;
+    let b = client(&open, &format!("{name}_b")).await;
+    let (id, _) = credentials(&b).await;
+    assert_eq!(unsigned(&open, "pull", id, pull_of(id)).await, (200, None));
+    // Writes stay signed whatever the setting.
+    let push = serde_json::to_vec(&push_of(
+        id,
+        "city",
+        serde_json::json!({"id": 1, "name": "Unsigned"}),
+    ))
+    .unwrap();
+    assert_eq!(
+        unsigned(&open, "push", id, push).await,
+        (401, Some(ErrorCode::BadSignature))
+    );
+    assert_eq!(server_cities(&open).await, 0);
+}
+
+/// Sends `body` to `path` as `node_id`, without a signature.
+async fn unsigned(
+    server: &TestServer,
+    path: &str,
+    node_id: i64,
+    body: Vec<u8>,
+) -> (u16, Option<ErrorCode>) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/{path}", server.url))
+        .header("x-dbsync-node", node_id.to_string())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Option<ErrorBody> = serde_json::from_slice(&response.bytes().await.unwrap()).ok();
+    (status, body.map(|b| b.code))
 }

@@ -20,6 +20,10 @@ pub struct ServerConfig {
     pub replay_window: Duration,
     /// The most rows a query answers (default 1,000).
     pub max_query_rows: u32,
+    /// Whether pull, repair and query need the node's signature, as push always does
+    /// (default `true`). With `false`, a registered node may read without one, for servers
+    /// whose data is public; the node id and nonce are still checked.
+    pub require_signed_reads: bool,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +33,7 @@ impl Default for ServerConfig {
             max_page_size: 5_000,
             replay_window: Duration::from_secs(15 * 60),
             max_query_rows: 1_000,
+            require_signed_reads: true,
         }
     }
 }
@@ -47,6 +52,24 @@ pub enum Procedure {
     Repair,
     /// `query`.
     Query,
+}
+
+impl Procedure {
+    /// The procedure's name, as in its path and in its signature.
+    pub fn name(self) -> &'static str {
+        match self {
+            Procedure::Register => "register",
+            Procedure::Push => "push",
+            Procedure::Pull => "pull",
+            Procedure::Repair => "repair",
+            Procedure::Query => "query",
+        }
+    }
+
+    /// Whether the procedure only reads.
+    pub fn reads(self) -> bool {
+        matches!(self, Procedure::Pull | Procedure::Repair | Procedure::Query)
+    }
 }
 
 /// What the authorization hook sees of a request.

@@ -32,7 +32,7 @@ impl Client {
         if let Some((node_id, secret)) = credentials {
             request = request
                 .header("x-dbsync-node", node_id.to_string())
-                .header("x-dbsync-signature", sign(secret, &body));
+                .header("x-dbsync-signature", sign(secret, path, &body));
         }
         for (name, value) in &inner.headers {
             request = request.header(name.as_str(), value.as_str());
