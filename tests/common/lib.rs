@@ -99,7 +99,30 @@ pub async fn fresh_db(backend: Backend, name: &str) -> Option<DatabaseConnection
             format!("{base}/{name}")
         }
     };
-    Some(Database::connect(options(url)).await.expect("connect"))
+    Some(connect(&url).await)
+}
+
+/// The URL of the database `fresh_db(backend, name)` creates, for a process of its own to
+/// connect to, or `None` when the backend is not configured.
+pub fn database_url(backend: Backend, name: &str) -> Option<String> {
+    let name = db_name(name);
+    match backend {
+        Backend::Sqlite => Some(format!(
+            "sqlite://{}?mode=rwc",
+            std::env::temp_dir().join(format!("{name}.db")).display()
+        )),
+        _ => {
+            let base = std::env::var(backend.env()?).ok()?;
+            Some(format!("{}/{name}", base.trim_end_matches('/')))
+        }
+    }
+}
+
+/// A connection pool to `url` with the tests' settings.
+pub async fn connect(url: &str) -> DatabaseConnection {
+    Database::connect(options(url.to_owned()))
+        .await
+        .expect("connect")
 }
 
 /// Creates the fixture tables with SeaORM's schema builder, as an application would.
