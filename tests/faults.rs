@@ -1,7 +1,7 @@
 //! Faults a sync client meets in the field, produced for real: answers cut mid-transfer after
 //! the server committed, a pull cancelled half-way (the process killed or the laptop asleep),
-//! requests that never reach the server, and two processes syncing the same local database at
-//! once. After each, syncing again converges with nothing lost and nothing applied
+//! requests that never reach the server, requests delivered late and twice, and two
+//! processes syncing the same local database at once. After each, syncing again converges with nothing lost and nothing applied
 //! twice.
 
 use dbsync::{Client, Error};
@@ -14,6 +14,7 @@ on_every_server!(
     a_request_that_never_reached_the_server_is_simply_retried,
     two_processes_syncing_one_local_database_lose_and_duplicate_nothing,
     a_connection_cut_mid_answer_changes_nothing_and_a_retry_converges,
+    a_push_delivered_late_and_twice_is_applied_once,
 );
 
 async fn a_pull_cancelled_half_way_leaves_nothing_and_the_next_one_completes(
@@ -198,4 +199,129 @@ async fn a_connection_cut_mid_answer_changes_nothing_and_a_retry_converges(
     b.pull().await.unwrap();
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
     assert_eq!(log(a.db()).await, []);
+}
+
+/// A proxy that captures the first request it receives and never answers it; the request's
+/// raw bytes come out of the returned channel, to be delivered later.
+async fn swallowing_proxy() -> (String, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (captured, receiver) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut inbound, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        while !complete(&request) {
+            let n = inbound.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the client hung up before sending its whole request");
+            request.extend_from_slice(&buffer[..n]);
+        }
+        let _ = captured.send(request);
+        // Hold the connection open, unanswered, until the client gives up.
+        let _ = inbound.read(&mut buffer).await;
+    });
+    (format!("http://{address}/sync"), receiver)
+}
+
+/// Whether `request` holds a whole HTTP/1.1 request with a `content-length` body.
+fn complete(request: &[u8]) -> bool {
+    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    request.len() >= end + 4 + length
+}
+
+/// Delivers raw request bytes to `server` on a connection of their own and returns the
+/// answer's status and body.
+async fn deliver(server: &str, request: &[u8]) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server
+        .trim_start_matches("http://")
+        .trim_end_matches("/sync");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The server closes the connection after answering, which ends the answer.
+    let text = String::from_utf8_lossy(request);
+    let line_end = text.find("\r\n").unwrap();
+    let mut closing = request[..line_end + 2].to_vec();
+    closing.extend_from_slice(b"connection: close\r\n");
+    closing.extend_from_slice(&request[line_end + 2..]);
+    stream.write_all(&closing).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&answer[9..12]).parse().unwrap();
+    let head = String::from_utf8_lossy(&answer[..end]).to_lowercase();
+    let mut body = answer[end + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line = chunked.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&chunked[..line]).unwrap().trim(), 16)
+            .unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&chunked[line + 2..line + 2 + size]);
+        chunked = &chunked[line + 2 + size + 2..];
+    }
+}
+
+async fn a_push_delivered_late_and_twice_is_applied_once(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    for i in 0..5 {
+        add_city(a.db(), &format!("c{i}")).await;
+    }
+    // The first attempt is held up on the way; the client gives up on it.
+    let (proxy, captured) = swallowing_proxy().await;
+    let delayed = Client::builder(a.db().clone(), proxy)
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(matches!(delayed.push().await, Err(Error::Timeout)));
+    let held = captured.await.unwrap();
+
+    // The retry goes through, as a push the server never saw.
+    let retry = a.push().await.unwrap();
+    assert!(!retry.replayed);
+    let version = retry.new_version.unwrap();
+
+    // The first attempt arrives late: the server knows its push id and applies nothing.
+    let (status, body) = deliver(&server.url, &held).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: dbsync::messages::PushResponse = serde_json::from_slice(&body).unwrap();
+    assert!(answer.replayed);
+    assert_eq!(answer.new_version, version);
+
+    // And once more: its nonce was used, so it is refused outright.
+    let (status, body) = deliver(&server.url, &held).await;
+    let refusal: dbsync::messages::ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, refusal.code),
+        (401, dbsync::messages::ErrorCode::Replayed)
+    );
+
+    assert_eq!(cities(server.db()).await.len(), 5, "applied exactly once");
+    assert_eq!(server.server.latest_version().await.unwrap(), version);
+    assert_eq!(log(a.db()).await, []);
+    a.sync().await.unwrap();
+    assert_eq!(cities(a.db()).await, cities(server.db()).await);
 }
