@@ -116,7 +116,7 @@ impl Client {
             auth: None,
             progress: None,
             page_size: 2_000,
-            max_sync_attempts: 5,
+            max_sync_attempts: 8,
             policies: merge::Policies::default(),
         }
     }
@@ -154,6 +154,13 @@ impl Client {
                 Ok(push) => report.push = Some(push),
                 Err(Error::PullSuggested { .. }) => {
                     refused += 1;
+                    if refused > 1 {
+                        // Nodes that keep losing the race to push back off by a random delay, so
+                        // that under contention they take turns instead of colliding again.
+                        let ceiling = 25u64 << (refused - 1).min(5);
+                        let delay = rand::random_range(0..=ceiling);
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
                     report.pulls.push(self.pull().await?);
                 }
                 Err(err) => return Err(err),
@@ -277,7 +284,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How many pushes [`Client::sync`] tries before giving up (default 5).
+    /// How many pushes [`Client::sync`] tries before giving up (default 8). After the second
+    /// refusal it waits a random, growing delay before pulling again, so that nodes racing to
+    /// push take turns.
     pub fn max_sync_attempts(mut self, attempts: u32) -> Self {
         self.max_sync_attempts = attempts.max(1);
         self
