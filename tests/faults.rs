@@ -15,6 +15,7 @@ on_every_server!(
     two_processes_syncing_one_local_database_lose_and_duplicate_nothing,
     a_connection_cut_mid_answer_changes_nothing_and_a_retry_converges,
     a_push_delivered_late_and_twice_is_applied_once,
+    a_failing_pull_in_another_process_leaves_a_pull_in_progress_whole,
 );
 
 async fn a_pull_cancelled_half_way_leaves_nothing_and_the_next_one_completes(
@@ -324,4 +325,51 @@ async fn a_push_delivered_late_and_twice_is_applied_once(
     assert_eq!(log(a.db()).await, []);
     a.sync().await.unwrap();
     assert_eq!(cities(a.db()).await, cities(server.db()).await);
+}
+
+async fn a_failing_pull_in_another_process_leaves_a_pull_in_progress_whole(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    for i in 0..20 {
+        add_city(a.db(), &format!("c{i}")).await;
+    }
+    a.sync().await.unwrap();
+    let b = client(&server, &format!("{name}_b")).await;
+    // The pull stops after its first page until the other process is done.
+    let (paused, on_pause) = std::sync::mpsc::channel();
+    let (resume, on_resume) = std::sync::mpsc::channel::<()>();
+    let on_resume = std::sync::Mutex::new(on_resume);
+    let slow = Client::builder(b.db().clone(), server.url.clone())
+        .page_size(5)
+        .progress(move |p| {
+            if p.phase == dbsync::Phase::Downloading && p.items == 5 {
+                paused.send(()).unwrap();
+                on_resume.lock().unwrap().recv().unwrap();
+            }
+        })
+        .build()
+        .unwrap();
+    let pulling = tokio::spawn(async move { slow.pull().await });
+    tokio::task::spawn_blocking(move || on_pause.recv().unwrap())
+        .await
+        .unwrap();
+    // Another process on the same file starts a pull that fails: it must not take the first
+    // pull's staged page with it.
+    let path = dbsync_tests::sqlite_path(&format!("{name}_b"));
+    let other = sea_orm::Database::connect(format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    let offline = Client::new(other, "http://127.0.0.1:9/sync");
+    assert!(matches!(offline.pull().await, Err(Error::Offline(_))));
+    resume.send(()).unwrap();
+    let report = pulling.await.unwrap().unwrap();
+    assert_eq!(report.operations, 20);
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+    assert_eq!(cities(b.db()).await.len(), 20, "no page was lost");
 }

@@ -197,6 +197,9 @@ pub(crate) async fn vacate_unique_values(
     info: &TableInfo,
     incoming: &[&Row],
 ) -> Result<()> {
+    if info.unique.is_empty() {
+        return Ok(());
+    }
     let mut by_id: HashMap<i64, &Row> = HashMap::with_capacity(incoming.len());
     for row in incoming {
         by_id.insert(row_id(row, &info.primary_key)?, row);

@@ -1,8 +1,8 @@
 //! Carrying out a merge: the staged server changes, table by table, against the node's
 //! unsynced changes, inside the pull's untracked transaction.
 
-use super::incoming::{self, Entry, Latest};
 use super::pull::PullReport;
+use super::staging::{Entry, Staging};
 use crate::capture::quote;
 use crate::error::{Error, Result, UniqueConflict};
 use crate::merge::{
@@ -44,6 +44,7 @@ impl Policies {
 /// The state of one merge: the local unsynced changes by row, and what has been learnt.
 pub(super) struct Merge<'t> {
     txn: &'t DatabaseTransaction,
+    staging: &'t Staging,
     registry: &'static Registry,
     policies: &'t Policies,
     local: HashMap<(u32, i64), Command>,
@@ -57,6 +58,7 @@ pub(super) struct Merge<'t> {
 impl<'t> Merge<'t> {
     pub(super) async fn new(
         txn: &'t DatabaseTransaction,
+        staging: &'t Staging,
         registry: &'static Registry,
         policies: &'t Policies,
         max_ids: BTreeMap<String, i64>,
@@ -67,6 +69,7 @@ impl<'t> Merge<'t> {
             .collect();
         Ok(Merge {
             txn,
+            staging,
             registry,
             policies,
             local,
@@ -81,7 +84,7 @@ impl<'t> Merge<'t> {
     pub(super) async fn apply(&mut self, report: &mut PullReport) -> Result<()> {
         let tables: Vec<&TableInfo> = self.registry.pulled().collect();
         for info in tables.iter().rev() {
-            let mut reader = Latest::new(info);
+            let mut reader = self.staging.latest(info);
             loop {
                 let chunk = reader.next(self.txn).await?;
                 if chunk.is_empty() {
@@ -104,7 +107,7 @@ impl<'t> Merge<'t> {
             if !info.unique.is_empty() {
                 self.vacate_unique_values(info).await?;
             }
-            let mut reader = Latest::new(info);
+            let mut reader = self.staging.latest(info);
             let mut written = false;
             loop {
                 let chunk = reader.next(self.txn).await?;
@@ -380,7 +383,7 @@ impl<'t> Merge<'t> {
     /// Vacates the unique values that the staged rows of `info` take from local rows (see
     /// [`crate::apply::vacate_unique_values`]); rows whose local change wins are left alone.
     async fn vacate_unique_values(&mut self, info: &TableInfo) -> Result<()> {
-        let mut reader = Latest::new(info);
+        let mut reader = self.staging.latest(info);
         loop {
             let chunk = reader.next(self.txn).await?;
             if chunk.is_empty() {
@@ -448,7 +451,7 @@ impl<'t> Merge<'t> {
         let mut new_id = local_max
             .unwrap_or(0)
             .max(self.max_ids.get(&info.name).copied().unwrap_or(0))
-            .max(incoming::max_staged_id(txn, &info.name).await?);
+            .max(self.staging.max_id(txn, &info.name).await?);
         if backend == DbBackend::Sqlite {
             let seq = scalar(
                 txn,

@@ -1,12 +1,12 @@
 //! [`Client`]: a node's side of the protocol over HTTP(S), one file per procedure.
 
-mod incoming;
 mod merge;
 mod pull;
 mod push;
 mod query;
 mod register;
 mod repair;
+mod staging;
 mod transport;
 
 pub use pull::PullReport;

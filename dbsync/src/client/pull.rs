@@ -4,8 +4,8 @@
 //! The merge rules are in [`crate::merge`] and `docs/merge.md`; `client/merge.rs` carries
 //! them out.
 
-use super::incoming;
 use super::merge::Merge;
+use super::staging::Staging;
 use super::transport::Kind;
 use super::{Client, Phase, Progress};
 use crate::error::Result;
@@ -38,7 +38,21 @@ impl Client {
     pub async fn pull(&self) -> Result<PullReport> {
         let db = &self.inner.db;
         let node = self.node().await?;
-        incoming::clear(db).await?;
+        let staging = Staging::start(db).await?;
+        let result = self.pull_staged(&node, &staging).await;
+        if result.is_err() {
+            // Best effort: a session left behind is forgotten a day later anyway.
+            let _ = staging.finish(db).await;
+        }
+        result
+    }
+
+    async fn pull_staged(
+        &self,
+        node: &node_state::NodeState,
+        staging: &Staging,
+    ) -> Result<PullReport> {
+        let db = &self.inner.db;
         let mut report = PullReport::default();
         let mut target = None;
         let mut after = None;
@@ -67,7 +81,9 @@ impl Client {
             }
             target = Some(page.target_version);
             own_pushes.extend(page.own_pushes.iter().cloned());
-            incoming::stage(db, &page.operations, &page.rows, self.inner.registry).await?;
+            staging
+                .stage(db, &page.operations, &page.rows, self.inner.registry)
+                .await?;
             self.report(Progress {
                 procedure: "pull",
                 phase: Phase::Downloading,
@@ -97,11 +113,17 @@ impl Client {
             }
         }
         crate::apply::defer_foreign_keys(&txn).await?;
-        let mut merge =
-            Merge::new(&txn, self.inner.registry, &self.inner.policies, max_ids).await?;
+        let mut merge = Merge::new(
+            &txn,
+            staging,
+            self.inner.registry,
+            &self.inner.policies,
+            max_ids,
+        )
+        .await?;
         merge.apply(&mut report).await?;
         node_state::advance_version(&*txn, target).await?;
-        incoming::clear(&*txn).await?;
+        staging.finish(&*txn).await?;
         txn.commit().await?;
         report.version = target.max(node.version);
         self.report(Progress {

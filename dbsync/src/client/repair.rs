@@ -1,6 +1,6 @@
 //! `repair`: rebuild the local tables from the server's full state.
 
-use super::incoming::{self, Latest};
+use super::staging::Staging;
 use super::transport::Kind;
 use super::{Client, Phase, Progress};
 use crate::capture::quote;
@@ -44,7 +44,21 @@ impl Client {
         let db = &self.inner.db;
         let node = self.node().await?;
         check_unsynced(db, unsynced).await?;
-        incoming::clear(db).await?;
+        let staging = Staging::start(db).await?;
+        let result = self.repair_staged(&node, unsynced, &staging).await;
+        if result.is_err() {
+            let _ = staging.finish(db).await;
+        }
+        result
+    }
+
+    async fn repair_staged(
+        &self,
+        node: &node_state::NodeState,
+        unsynced: UnsyncedPolicy,
+        staging: &Staging,
+    ) -> Result<RepairReport> {
+        let db = &self.inner.db;
         let mut report = RepairReport::default();
         let mut snapshot = None;
         let mut after = None;
@@ -66,7 +80,9 @@ impl Client {
             report.bytes += bytes;
             report.rows += page.rows.values().map(|r| r.len() as u64).sum::<u64>();
             snapshot = Some(page.snapshot_version);
-            incoming::stage(db, &[], &page.rows, self.inner.registry).await?;
+            staging
+                .stage(db, &[], &page.rows, self.inner.registry)
+                .await?;
             self.report(Progress {
                 procedure: "repair",
                 phase: Phase::Downloading,
@@ -92,20 +108,20 @@ impl Client {
         // Only rows the server no longer has go: deleting everything would cascade into
         // local tables that reference these (push-only or untracked ones) and lose them.
         for info in tables.iter().rev() {
+            let (staged, values) = staging.staged_keys(&info.name);
             txn.execute_raw(stmt(
                 txn.get_database_backend(),
                 &format!(
-                    "DELETE FROM {table} WHERE {pk} NOT IN \
-                     (SELECT row_id FROM dbsync_incoming WHERE table_name = ?)",
+                    "DELETE FROM {table} WHERE {pk} NOT IN ({staged})",
                     table = quote(&info.name),
                     pk = quote(&info.primary_key),
                 ),
-                vec![info.name.clone().into()],
+                values,
             ))
             .await?;
         }
         for info in &tables {
-            let mut reader = Latest::new(info);
+            let mut reader = staging.latest(info);
             loop {
                 let chunk = reader.next(&txn).await?;
                 if chunk.is_empty() {
@@ -123,7 +139,7 @@ impl Client {
         node_state::set_pending(&*txn, None).await?;
         report.version = snapshot.unwrap_or(0);
         node_state::set_version(&*txn, report.version).await?;
-        incoming::clear(&*txn).await?;
+        staging.finish(&*txn).await?;
         txn.commit().await?;
         self.report(Progress {
             procedure: "repair",

@@ -1,0 +1,231 @@
+//! The staging table: pulled and repaired pages are stored as they arrive, then applied in
+//! one transaction. The network phase holds no lock on the application's tables, and no
+//! history has to fit in memory.
+//!
+//! Each pull or repair stages under a session of its own, so that two processes syncing one
+//! database never read or clear each other's pages. A row staged twice keeps its newest
+//! state and the newest operation the server logged for it.
+
+use crate::error::{Error, Result};
+use crate::messages::{Rows, WireOperation, nonce, now_millis};
+use crate::node_state::stmt;
+use crate::oplog::Command;
+use crate::registry::Registry;
+use crate::row::Row;
+use crate::table::TableInfo;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionSession, TransactionTrait};
+use std::collections::{HashMap, HashSet};
+
+/// Entries written per statement (6 parameters each, far below SQLite's limit).
+const BATCH: usize = 1_000;
+/// Entries read per query while applying.
+const CHUNK: u64 = 2_000;
+/// Sessions older than this were left by a process that died; their entries go.
+const STALE_MILLIS: i64 = 24 * 3600 * 1000;
+
+/// One pull's or repair's staged entries.
+pub(super) struct Staging {
+    session: String,
+}
+
+impl Staging {
+    /// A new, empty session; forgets the entries of sessions that died long ago.
+    pub(super) async fn start<C: ConnectionTrait>(db: &C) -> Result<Staging> {
+        db.execute_raw(stmt(
+            db.get_database_backend(),
+            "DELETE FROM dbsync_staged WHERE created_at < ?",
+            vec![(now_millis() - STALE_MILLIS).into()],
+        ))
+        .await?;
+        Ok(Staging { session: nonce() })
+    }
+
+    /// Removes this session's entries.
+    pub(super) async fn finish<C: ConnectionTrait>(&self, db: &C) -> Result<()> {
+        db.execute_raw(stmt(
+            db.get_database_backend(),
+            "DELETE FROM dbsync_staged WHERE session = ?",
+            vec![self.session.clone().into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Stores one page: each operation with its row, then every other row of the page (rows
+    /// it references).
+    pub(super) async fn stage<C: TransactionTrait>(
+        &self,
+        db: &C,
+        ops: &[WireOperation],
+        rows: &Rows,
+        registry: &Registry,
+    ) -> Result<()>
+    where
+        C::Transaction: ConnectionTrait,
+    {
+        let mut by_key: HashMap<(&str, i64), &Row> = HashMap::new();
+        for (table, list) in rows {
+            let info = registry.table(table).ok_or_else(|| Error::UnknownTable {
+                table: table.clone(),
+            })?;
+            for row in list {
+                if let Some(id) = row
+                    .get(&info.primary_key)
+                    .and_then(serde_json::Value::as_i64)
+                {
+                    by_key.insert((table.as_str(), id), row);
+                }
+            }
+        }
+        let mut entries: Vec<(&str, i64, Option<&'static str>, Option<String>)> =
+            Vec::with_capacity(ops.len() + by_key.len());
+        let mut named: HashSet<(&str, i64)> = HashSet::with_capacity(ops.len());
+        for op in ops {
+            if registry.table(&op.table).is_none() {
+                return Err(Error::UnknownTable {
+                    table: op.table.clone(),
+                });
+            }
+            let data = match op.command {
+                Command::Delete => None,
+                _ => by_key
+                    .get(&(op.table.as_str(), op.row_id))
+                    .map(|r| json_text(r)),
+            };
+            named.insert((op.table.as_str(), op.row_id));
+            entries.push((
+                op.table.as_str(),
+                op.row_id,
+                Some(op.command.letter()),
+                data,
+            ));
+        }
+        for (&(table, id), row) in &by_key {
+            if !named.contains(&(table, id)) {
+                entries.push((table, id, None, Some(json_text(row))));
+            }
+        }
+        let now = now_millis();
+        let txn = db.begin().await?;
+        let backend = txn.get_database_backend();
+        for chunk in entries.chunks(BATCH) {
+            let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 6);
+            for (table, id, command, data) in chunk {
+                values.push(self.session.clone().into());
+                values.push((*table).into());
+                values.push((*id).into());
+                values.push(command.map(str::to_owned).into());
+                values.push(data.clone().into());
+                values.push(now.into());
+            }
+            // A row already staged takes its newest state; its command stays the newest
+            // operation logged for it (a row sent as a parent carries none).
+            txn.execute_raw(stmt(
+                backend,
+                &format!(
+                    "INSERT INTO dbsync_staged (session, table_name, row_id, command, data, created_at) \
+                     VALUES {placeholders} ON CONFLICT (session, table_name, row_id) DO UPDATE SET \
+                     data = excluded.data, command = COALESCE(excluded.command, dbsync_staged.command)"
+                ),
+                values,
+            ))
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Reads the staged entries of `table`, a chunk at a time, in key order.
+    pub(super) fn latest<'a>(&'a self, table: &'a TableInfo) -> Latest<'a> {
+        Latest {
+            session: &self.session,
+            table,
+            after: i64::MIN,
+        }
+    }
+
+    /// The largest key staged for `table`.
+    pub(super) async fn max_id(&self, txn: &DatabaseTransaction, table: &str) -> Result<i64> {
+        let row = txn
+            .query_one_raw(stmt(
+                txn.get_database_backend(),
+                "SELECT MAX(row_id) FROM dbsync_staged WHERE session = ? AND table_name = ?",
+                vec![self.session.clone().into(), table.into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// A condition on a key column: the key was staged for `table` in this session.
+    pub(super) fn staged_keys(&self, table: &str) -> (String, Vec<sea_orm::Value>) {
+        (
+            "SELECT row_id FROM dbsync_staged WHERE session = ? AND table_name = ?".to_owned(),
+            vec![self.session.clone().into(), table.into()],
+        )
+    }
+}
+
+fn json_text(row: &Row) -> String {
+    serde_json::to_string(row).unwrap_or_default()
+}
+
+/// The staged state of one row.
+pub(super) struct Entry {
+    pub row_id: i64,
+    pub command: Option<Command>,
+    pub data: Option<Row>,
+}
+
+/// A reader of one table's staged entries.
+pub(super) struct Latest<'a> {
+    session: &'a str,
+    table: &'a TableInfo,
+    after: i64,
+}
+
+impl Latest<'_> {
+    /// The next chunk; empty at the end.
+    pub(super) async fn next(&mut self, txn: &DatabaseTransaction) -> Result<Vec<Entry>> {
+        let table = self.table;
+        let rows = txn
+            .query_all_raw(stmt(
+                txn.get_database_backend(),
+                &format!(
+                    "SELECT row_id, command, data FROM dbsync_staged WHERE session = ? \
+                     AND table_name = ? AND row_id > ? ORDER BY row_id LIMIT {CHUNK}"
+                ),
+                vec![
+                    self.session.to_owned().into(),
+                    table.name.clone().into(),
+                    self.after.into(),
+                ],
+            ))
+            .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let row_id: i64 = row.try_get_by_index(0)?;
+            self.after = row_id;
+            let command: Option<String> = row.try_get_by_index(1)?;
+            let data: Option<String> = row.try_get_by_index(2)?;
+            entries.push(Entry {
+                row_id,
+                command: command.as_deref().and_then(Command::from_letter),
+                data: match data {
+                    Some(text) => {
+                        Some(serde_json::from_str(&text).map_err(|e| Error::RowCodec {
+                            table: table.name.clone(),
+                            column: String::new(),
+                            reason: e.to_string(),
+                        })?)
+                    }
+                    None => None,
+                },
+            });
+        }
+        Ok(entries)
+    }
+}
