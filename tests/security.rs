@@ -26,6 +26,7 @@ on_every_server!(
     a_before_push_hook_can_veto_a_push,
     a_body_signed_for_one_procedure_is_refused_by_another,
     reads_need_a_signature_unless_the_server_allows_unsigned_ones,
+    compressed_bodies_are_bounded_and_checked,
 );
 
 /// Credentials of a registered node, read from its database as an attacker with the
@@ -530,4 +531,78 @@ async fn unsigned(
     let status = response.status().as_u16();
     let body: Option<ErrorBody> = serde_json::from_slice(&response.bytes().await.unwrap()).ok();
     (status, body.map(|b| b.code))
+}
+
+/// Sends `body` to `path` with a `content-encoding` header.
+async fn encoded(
+    server: &TestServer,
+    path: &str,
+    encoding: &str,
+    body: Vec<u8>,
+) -> (u16, Option<ErrorCode>) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/{path}", server.url))
+        .header("content-encoding", encoding)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Option<ErrorBody> = serde_json::from_slice(&response.bytes().await.unwrap()).ok();
+    (status, body.map(|b| b.code))
+}
+
+async fn compressed_bodies_are_bounded_and_checked(backend: Backend, adapter: Adapter, name: &str) {
+    use dbsync::messages::Compression;
+    let Some(db) = server_db(backend, name).await else {
+        return;
+    };
+    let mut config = ServerConfig::default();
+    config.max_body_bytes = 1 << 20;
+    let server = serve(SyncServer::builder(db).config(config), adapter).await;
+    // 64 MiB of JSON-looking text that compresses to a few kilobytes.
+    let bomb = format!("{{\"extra_data\": \"{}\"}}", "a".repeat(64 << 20)).into_bytes();
+    for encoding in [Compression::Zstd, Compression::Gzip] {
+        let (used, wire) = encoding.compress(&bomb);
+        assert!(wire.len() < 1 << 20);
+        let name = used.header().unwrap();
+        assert_eq!(
+            encoded(&server, "register", name, wire).await,
+            (413, Some(ErrorCode::TooLarge)),
+            "{name} bomb"
+        );
+        assert_eq!(
+            encoded(&server, "register", name, b"not compressed at all".to_vec()).await,
+            (400, Some(ErrorCode::Malformed)),
+            "corrupt {name}"
+        );
+    }
+    assert_eq!(
+        encoded(&server, "register", "br", b"{}".to_vec()).await,
+        (400, Some(ErrorCode::Malformed)),
+        "an encoding dbsync does not speak"
+    );
+    // A well-formed compressed request goes through.
+    let request = serde_json::json!({"protocol": PROTOCOL_VERSION, "extra_data": "x".repeat(4096)});
+    let (used, wire) = Compression::Zstd.compress(&serde_json::to_vec(&request).unwrap());
+    let (status, _) = encoded(&server, "register", used.header().unwrap(), wire).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        server_nodes(&server).await,
+        1,
+        "only the well-formed registration made a node"
+    );
+}
+
+async fn server_nodes(server: &TestServer) -> i64 {
+    let row = server
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            server.db().get_database_backend(),
+            "SELECT COUNT(*) FROM dbsync_nodes",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index(0).unwrap()
 }

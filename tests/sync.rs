@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 on_every_server!(
+    every_compression_setting_syncs_and_compression_shrinks_the_wire,
     register_gives_each_node_its_own_credentials,
     a_push_reaches_another_node_through_its_pull,
     a_stale_push_suggests_a_pull_and_sync_recovers,
@@ -567,4 +568,50 @@ async fn pulling_while_a_push_is_in_flight_does_not_duplicate_it(
         [(ann.id, "Ann's town".to_owned())]
     );
     assert_eq!(cities(a.db()).await, cities(server.db()).await);
+}
+
+async fn every_compression_setting_syncs_and_compression_shrinks_the_wire(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    use dbsync::messages::Compression;
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let settings = [Compression::None, Compression::Gzip, Compression::Zstd];
+    let node = |name: String, compression: Compression| {
+        let url = server.url.clone();
+        async move {
+            let db = dbsync_tests::tracked_db(Backend::Sqlite, &name)
+                .await
+                .unwrap();
+            let node = Client::builder(db, url)
+                .compression(compression)
+                .build()
+                .unwrap();
+            node.register().await.unwrap();
+            node
+        }
+    };
+    let mut pushed = Vec::new();
+    for (i, compression) in settings.into_iter().enumerate() {
+        let writer = node(format!("{name}_w{i}"), compression).await;
+        for j in 0..200 {
+            add_city(writer.db(), &format!("{compression:?} city number {j}")).await;
+        }
+        pushed.push(writer.sync().await.unwrap().push.unwrap().bytes);
+    }
+    let mut pulled = Vec::new();
+    for (i, compression) in settings.into_iter().enumerate() {
+        let reader = node(format!("{name}_r{i}"), compression).await;
+        pulled.push(reader.pull().await.unwrap().bytes);
+        assert_eq!(cities(reader.db()).await, cities(server.db()).await);
+    }
+    assert_eq!(cities(server.db()).await.len(), 600);
+    // 200 new rows each; the compressed pushes are a fraction of the plain one.
+    assert!(pushed[1] * 3 < pushed[0], "gzip {pushed:?}");
+    assert!(pushed[2] * 3 < pushed[0], "zstd {pushed:?}");
+    assert!(pulled[1] * 3 < pulled[0], "gzip {pulled:?}");
+    assert!(pulled[2] * 3 < pulled[0], "zstd {pulled:?}");
 }

@@ -15,7 +15,7 @@ pub use repair::{RepairReport, UnsyncedPolicy};
 
 use crate::error::{Error, Result};
 use crate::merge::ConflictPolicy;
-use crate::messages::{PROTOCOL_VERSION, RequestMeta, nonce, now_millis};
+use crate::messages::{Compression, PROTOCOL_VERSION, RequestMeta, nonce, now_millis};
 use crate::node_state::{self, NodeState};
 use crate::registry::Registry;
 use sea_orm::DatabaseConnection;
@@ -80,6 +80,7 @@ struct Inner {
     page_size: u32,
     max_sync_attempts: u32,
     policies: merge::Policies,
+    compression: Compression,
 }
 
 impl std::fmt::Debug for Client {
@@ -118,6 +119,7 @@ impl Client {
             page_size: 2_000,
             max_sync_attempts: 8,
             policies: merge::Policies::default(),
+            compression: Compression::Zstd,
         }
     }
 
@@ -221,6 +223,7 @@ pub struct ClientBuilder {
     page_size: u32,
     max_sync_attempts: u32,
     policies: merge::Policies,
+    compression: Compression,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -284,6 +287,14 @@ impl ClientBuilder {
         self
     }
 
+    /// How request bodies over 1 KiB are compressed, and whether answers may be (default
+    /// [`Compression::Zstd`]). dbsync's server speaks zstd and gzip; [`Compression::None`]
+    /// suits a proxy that cannot pass compressed bodies.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
     /// How many pushes [`Client::sync`] tries before giving up (default 8). After the second
     /// refusal it waits a random, growing delay before pulling again, so that nodes racing to
     /// push take turns.
@@ -336,6 +347,7 @@ impl ClientBuilder {
                 page_size: self.page_size,
                 max_sync_attempts: self.max_sync_attempts,
                 policies: self.policies,
+                compression: self.compression,
             }),
         })
     }

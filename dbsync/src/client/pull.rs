@@ -66,7 +66,7 @@ impl Client {
                 after,
                 page_size: Some(self.inner.page_size),
             };
-            let (page, bytes): (PullResponse, u64) = self
+            let (page, wire): (PullResponse, super::transport::Wire) = self
                 .post(
                     "pull",
                     &request,
@@ -74,7 +74,7 @@ impl Client {
                     Kind::Other,
                 )
                 .await?;
-            report.bytes += bytes;
+            report.bytes += wire.received;
             report.operations += page.operations.len() as u64;
             if target.is_none() {
                 max_ids = page.max_ids.clone();

@@ -30,6 +30,8 @@ pub struct PushReport {
     pub operations: usize,
     /// Whether the server had already applied this push from an earlier attempt.
     pub replayed: bool,
+    /// Bytes sent and received on the wire, compressed as they were.
+    pub bytes: u64,
 }
 
 /// The push in flight, stored until its answer arrives.
@@ -65,6 +67,7 @@ impl Client {
                         new_version: None,
                         operations: 0,
                         replayed: false,
+                        bytes: 0,
                     });
                 }
                 let pending = Pending {
@@ -94,6 +97,7 @@ impl Client {
                 new_version: None,
                 operations: 0,
                 replayed: false,
+                bytes: 0,
             });
         }
         let request = PushRequest {
@@ -104,7 +108,7 @@ impl Client {
             rows,
         };
         let count = request.operations.len();
-        let result: Result<(PushResponse, u64)> = self
+        let result: Result<(PushResponse, super::transport::Wire)> = self
             .post(
                 "push",
                 &request,
@@ -113,7 +117,7 @@ impl Client {
             )
             .await;
         match result {
-            Ok((answer, _)) => {
+            Ok((answer, wire)) => {
                 self.acknowledge(&text, &pending.seqs, Some(answer.new_version))
                     .await?;
                 tracing::info!(version = answer.new_version, operations = count, "pushed");
@@ -121,6 +125,7 @@ impl Client {
                     new_version: Some(answer.new_version),
                     operations: count,
                     replayed: answer.replayed,
+                    bytes: wire.sent + wire.received,
                 })
             }
             // The server looked this push id up and refused the push: nothing of it was ever

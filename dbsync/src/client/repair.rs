@@ -69,7 +69,7 @@ impl Client {
                 after,
                 page_size: Some(self.inner.page_size),
             };
-            let (page, bytes): (RepairResponse, u64) = self
+            let (page, wire): (RepairResponse, super::transport::Wire) = self
                 .post(
                     "repair",
                     &request,
@@ -77,7 +77,7 @@ impl Client {
                     Kind::Other,
                 )
                 .await?;
-            report.bytes += bytes;
+            report.bytes += wire.received;
             report.rows += page.rows.values().map(|r| r.len() as u64).sum::<u64>();
             snapshot = Some(page.snapshot_version);
             staging

@@ -2,7 +2,7 @@
 
 use super::Client;
 use crate::error::{Error, Result};
-use crate::messages::{ErrorBody, ErrorCode, PROTOCOL_VERSION, sign};
+use crate::messages::{Compression, ErrorBody, ErrorCode, PROTOCOL_VERSION, sign};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -13,6 +13,16 @@ pub(super) enum Kind {
     Other,
 }
 
+/// The largest answer a client decompresses (a page is far smaller).
+const MAX_ANSWER_BYTES: usize = 1 << 30;
+
+/// Bytes a request moved on the wire, compressed as they were.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Wire {
+    pub sent: u64,
+    pub received: u64,
+}
+
 impl Client {
     /// Posts `message` to `path`, signed with the node's credentials when given.
     pub(super) async fn post<Q: Serialize, A: DeserializeOwned>(
@@ -21,19 +31,29 @@ impl Client {
         message: &Q,
         credentials: Option<(i64, &str)>,
         kind: Kind,
-    ) -> Result<(A, u64)> {
-        let body =
+    ) -> Result<(A, Wire)> {
+        let json =
             serde_json::to_vec(message).map_err(|e| Error::InvalidOperation(e.to_string()))?;
         let inner = &self.inner;
         let mut request = inner
             .http
             .post(format!("{}/{path}", inner.base_url))
             .header("content-type", "application/json");
+        if inner.compression != Compression::None {
+            request = request.header("accept-encoding", "zstd, gzip");
+        }
         if let Some((node_id, secret)) = credentials {
             request = request
                 .header("x-dbsync-node", node_id.to_string())
-                .header("x-dbsync-signature", sign(secret, path, &body));
+                .header("x-dbsync-signature", sign(secret, path, &json));
         }
+        // The signature covers the JSON itself, whatever the encoding on the wire.
+        let (encoding, body) = inner.compression.compress(&json);
+        drop(json);
+        if let Some(name) = encoding.header() {
+            request = request.header("content-encoding", name);
+        }
+        let sent = body.len() as u64;
         for (name, value) in &inner.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -42,14 +62,28 @@ impl Client {
         }
         let response = request.body(body).send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        let size = bytes.len() as u64;
+        let encoding = response
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap_or("?").to_owned());
+        let wire = response.bytes().await.map_err(transport_error)?;
+        let traffic = Wire {
+            sent,
+            received: wire.len() as u64,
+        };
+        let bytes = Compression::from_header(encoding.as_deref())
+            .ok_or_else(|| format!("an answer in an unknown encoding {encoding:?}"))
+            .and_then(|c| {
+                c.decompress(&wire, MAX_ANSWER_BYTES)
+                    .map_err(|err| format!("an undecodable answer: {err}"))
+            })
+            .map_err(|message| Error::ServerError { status, message })?;
         if (200..300).contains(&status) {
             let answer = serde_json::from_slice(&bytes).map_err(|err| Error::ServerError {
                 status,
                 message: format!("not a dbsync answer: {err}"),
             })?;
-            return Ok((answer, size));
+            return Ok((answer, traffic));
         }
         Err(refusal(status, &bytes, kind))
     }

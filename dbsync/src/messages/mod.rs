@@ -6,8 +6,10 @@
 //! random nonce, so a captured request cannot be replayed, and the whole body is covered, so
 //! it cannot be altered.
 
+mod compression;
 mod signature;
 
+pub use compression::{Compression, MIN_COMPRESSED_BYTES};
 pub use signature::{SignedRequest, sign, verify};
 
 use crate::oplog::Command;
