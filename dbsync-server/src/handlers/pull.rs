@@ -101,7 +101,7 @@ impl SyncServer {
                 command,
             });
         }
-        let rows = ship(&txn, registry, wanted, Rows::new()).await?;
+        let rows = ship(&txn, registry, wanted, Rows::new(), None).await?;
         let own_pushes = txn
             .query_all_raw(statement(
                 txn.get_database_backend(),

@@ -70,7 +70,7 @@ impl SyncServer {
             };
             rows.insert(info.name.clone(), found);
         }
-        let rows = with_references(&txn, self.inner.registry, rows).await?;
+        let rows = with_references(&txn, self.inner.registry, rows, snapshot_version).await?;
         txn.commit().await?;
         if next.is_none() {
             mark_seen(self.db(), repair.meta.node_id, snapshot_version).await?;

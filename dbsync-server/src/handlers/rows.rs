@@ -3,19 +3,24 @@
 //! server changed since the operations were logged.
 
 use crate::error::ServerError;
+use crate::server::statement;
 use dbsync::messages::Rows;
 use dbsync::{Registry, Row};
-use sea_orm::DatabaseTransaction;
-use std::collections::{BTreeMap, BTreeSet};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Rows as `(content type, key)`.
+pub(crate) type Keys = HashSet<(u32, i64)>;
 
 /// Fetches the current rows for `wanted` (table to keys) and the transitive closure of the
-/// rows they reference in pulled tables. Keys whose row is gone are skipped: a later delete
-/// operation tells the node.
+/// rows they reference in pulled tables, only among `only` when given. Keys whose row is gone
+/// are skipped: a later delete operation tells the node.
 pub(crate) async fn ship(
     txn: &DatabaseTransaction,
     registry: &Registry,
     wanted: BTreeMap<String, BTreeSet<i64>>,
     mut rows: Rows,
+    only: Option<&Keys>,
 ) -> Result<Rows, ServerError> {
     let mut shipped: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     for (table, list) in &rows {
@@ -35,7 +40,11 @@ pub(crate) async fn ship(
                 continue;
             };
             let done = shipped.entry(table.clone()).or_default();
-            let ids: Vec<i64> = keys.into_iter().filter(|id| done.insert(*id)).collect();
+            let ids: Vec<i64> = keys
+                .into_iter()
+                .filter(|id| only.is_none_or(|o| o.contains(&(info.content_type_id, *id))))
+                .filter(|id| done.insert(*id))
+                .collect();
             if ids.is_empty() {
                 continue;
             }
@@ -50,12 +59,15 @@ pub(crate) async fn ship(
     Ok(rows)
 }
 
-/// `rows` with every row they reference, transitively (repair pages: a parent inserted after
-/// its table was paged still arrives before its children are written).
+/// `rows` of a repair page with the rows they reference, transitively, among the rows that
+/// changed after the snapshot: a parent inserted or changed after its table was paged still
+/// arrives before its children are written, and the others, which the node has from their
+/// own pages, are not sent again.
 pub(crate) async fn with_references(
     txn: &DatabaseTransaction,
     registry: &Registry,
     rows: Rows,
+    snapshot_version: i64,
 ) -> Result<Rows, ServerError> {
     let mut wanted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     for (table, list) in &rows {
@@ -65,7 +77,37 @@ pub(crate) async fn with_references(
             }
         }
     }
-    ship(txn, registry, wanted, rows).await
+    if wanted.is_empty() {
+        return Ok(rows);
+    }
+    let changed = changed_since(txn, snapshot_version).await?;
+    ship(txn, registry, wanted, rows, Some(&changed)).await
+}
+
+/// The rows with an operation after `version`, or one not versioned yet (a server write
+/// committed a moment ago).
+async fn changed_since(txn: &DatabaseTransaction, version: i64) -> Result<Keys, ServerError> {
+    let backend = txn.get_database_backend();
+    let mut keys = Keys::new();
+    for (sql, values) in [
+        (
+            "SELECT content_type_id, row_id FROM dbsync_operations WHERE version_id > $1",
+            vec![version.into()],
+        ),
+        (
+            "SELECT content_type_id, row_id FROM dbsync_operations WHERE version_id IS NULL",
+            vec![],
+        ),
+    ] {
+        for row in txn.query_all_raw(statement(backend, sql, values)).await? {
+            let content_type: i64 = row.try_get_by_index(0)?;
+            keys.insert((
+                u32::try_from(content_type).unwrap_or(0),
+                row.try_get_by_index(1)?,
+            ));
+        }
+    }
+    Ok(keys)
 }
 
 /// Adds to `out` the rows `row` references through single-column foreign keys to pulled
