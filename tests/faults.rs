@@ -345,17 +345,19 @@ async fn a_failing_pull_in_another_process_leaves_a_pull_in_progress_whole(
     let (paused, on_pause) = std::sync::mpsc::channel();
     let (resume, on_resume) = std::sync::mpsc::channel::<()>();
     let on_resume = std::sync::Mutex::new(on_resume);
-    let slow = Client::builder(b.db().clone(), server.url.clone())
-        .page_size(5)
-        .progress(move |p| {
-            if p.phase == dbsync::Phase::Downloading && p.items == 5 {
-                paused.send(()).unwrap();
-                on_resume.lock().unwrap().recv().unwrap();
-            }
-        })
-        .build()
-        .unwrap();
-    let pulling = tokio::spawn(async move { slow.pull().await });
+    let pulling = dbsync_tests::harness::on_own_thread(
+        &format!("{name}_b"),
+        &server.url,
+        move |builder| {
+            builder.page_size(5).progress(move |p| {
+                if p.phase == dbsync::Phase::Downloading && p.items == 5 {
+                    paused.send(()).unwrap();
+                    on_resume.lock().unwrap().recv().unwrap();
+                }
+            })
+        },
+        |slow| async move { slow.pull().await },
+    );
     tokio::task::spawn_blocking(move || on_pause.recv().unwrap())
         .await
         .unwrap();
@@ -368,7 +370,10 @@ async fn a_failing_pull_in_another_process_leaves_a_pull_in_progress_whole(
     let offline = Client::new(other, "http://127.0.0.1:9/sync");
     assert!(matches!(offline.pull().await, Err(Error::Offline(_))));
     resume.send(()).unwrap();
-    let report = pulling.await.unwrap().unwrap();
+    let report = tokio::task::spawn_blocking(move || pulling.join().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(report.operations, 20);
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
     assert_eq!(cities(b.db()).await.len(), 20, "no page was lost");

@@ -29,6 +29,7 @@ on_every_server!(
     a_long_pull_arrives_in_pages_with_progress,
     repair_refuses_to_lose_unsynced_changes_then_rebuilds,
     a_parent_written_after_its_table_was_paged_arrives_with_its_child,
+    repair_moves_unique_values_between_pages,
     query_returns_typed_models,
     concurrent_pushes_from_many_clients_lose_nothing,
 );
@@ -638,28 +639,33 @@ async fn a_parent_written_after_its_table_was_paged_arrives_with_its_child(
     let (paused, on_pause) = std::sync::mpsc::channel();
     let (resume, on_resume) = std::sync::mpsc::channel::<()>();
     let on_resume = std::sync::Mutex::new(on_resume);
-    let paged = Client::builder(b.db().clone(), server.url.clone())
-        .page_size(5)
-        .progress(move |p| {
-            // The first person page: the city table is done.
-            if p.phase == dbsync::Phase::Downloading
-                && p.items > 10
-                && !fired.swap(true, std::sync::atomic::Ordering::SeqCst)
-            {
-                paused.send(()).unwrap();
-                on_resume.lock().unwrap().recv().unwrap();
-            }
-        })
-        .build()
-        .unwrap();
-    let repairing = tokio::spawn(async move { paged.repair(UnsyncedPolicy::Refuse).await });
+    let repairing = dbsync_tests::harness::on_own_thread(
+        &format!("{name}_b"),
+        &server.url,
+        move |builder| {
+            builder.page_size(5).progress(move |p| {
+                // The first person page: the city table is done.
+                if p.phase == dbsync::Phase::Downloading
+                    && p.items > 10
+                    && !fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    paused.send(()).unwrap();
+                    on_resume.lock().unwrap().recv().unwrap();
+                }
+            })
+        },
+        |paged| async move { paged.repair(UnsyncedPolicy::Refuse).await },
+    );
     tokio::task::spawn_blocking(move || on_pause.recv().unwrap())
         .await
         .unwrap();
     let late = add_city(server.db(), "Late").await;
     add_person(server.db(), "Late comer", late.id).await;
     resume.send(()).unwrap();
-    let report = repairing.await.unwrap().unwrap();
+    let report = tokio::task::spawn_blocking(move || repairing.join().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     // Unchanged cities are not sent again with their persons; the late one may come twice
     // (in the last city page, and as the late person's parent).
     assert!(report.rows <= 10 + 11 + 2, "{} rows", report.rows);
@@ -668,4 +674,36 @@ async fn a_parent_written_after_its_table_was_paged_arrives_with_its_child(
     b.pull().await.unwrap();
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
     assert_eq!(people(b.db()).await, people(server.db()).await);
+}
+
+async fn repair_moves_unique_values_between_pages(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    for i in 0..10 {
+        add_city(a.db(), &format!("c{i}")).await;
+    }
+    a.sync().await.unwrap();
+    let b = client(&server, &format!("{name}_b")).await;
+    b.pull().await.unwrap();
+    // City 1 and city 10 swap names: their pages are far apart.
+    for (id, name) in [(1, "swap"), (10, "c0"), (1, "c9")] {
+        city::ActiveModel {
+            id: Set(id),
+            name: Set(name.into()),
+        }
+        .update(a.db())
+        .await
+        .unwrap();
+    }
+    a.sync().await.unwrap();
+    let paged = Client::builder(b.db().clone(), server.url.clone())
+        .page_size(5)
+        .build()
+        .unwrap();
+    paged.repair(UnsyncedPolicy::Refuse).await.unwrap();
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+    assert_eq!(cities(b.db()).await[0], (1, "c9".to_owned()));
+    assert_eq!(log(b.db()).await, []);
 }

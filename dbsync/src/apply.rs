@@ -224,6 +224,42 @@ pub(crate) async fn vacate_unique_values(
     Ok(())
 }
 
+/// Gives a placeholder to every local row that holds a unique value one of `incoming` (a
+/// snapshot of the server's rows) takes, unless it is that very row: the values are the
+/// server's, so whoever holds them locally either gets its own value later in the snapshot
+/// or is gone.
+pub(crate) async fn vacate_held_values(
+    txn: &DatabaseTransaction,
+    info: &TableInfo,
+    incoming: &[&Row],
+) -> Result<()> {
+    for column in info.unique.iter().flatten() {
+        let mut wanted_by: HashMap<String, i64> = HashMap::new();
+        let mut values = Vec::new();
+        for row in incoming {
+            if let Some(value) = row.get(column).filter(|v| !v.is_null()) {
+                wanted_by.insert(value.to_string(), row_id(row, &info.primary_key)?);
+                values.push(value.clone());
+            }
+        }
+        if values.is_empty() {
+            continue;
+        }
+        for mut holder in info.ops().holders(txn, column, &values).await? {
+            let id = row_id(&holder, &info.primary_key)?;
+            let held = holder.get(column).map(ToString::to_string);
+            if held.and_then(|v| wanted_by.get(&v).copied()) == Some(id) {
+                continue;
+            }
+            if let Some(value) = placeholder(holder.get(column), id) {
+                holder.insert(column.clone(), value);
+                info.ops().upsert(txn, &holder).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A value no real row holds, of the same JSON kind as `value`, unique per row.
 fn placeholder(value: Option<&serde_json::Value>, id: i64) -> Option<serde_json::Value> {
     match value? {

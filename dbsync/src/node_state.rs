@@ -18,6 +18,10 @@ pub(crate) fn tables(backend: DbBackend) -> Vec<&'static str> {
             "CREATE TABLE IF NOT EXISTS dbsync_staged (session TEXT NOT NULL, \
              table_name TEXT NOT NULL, row_id INTEGER NOT NULL, command TEXT, data TEXT, \
              created_at INTEGER NOT NULL, PRIMARY KEY (session, table_name, row_id)) WITHOUT ROWID",
+            // Repair pages, whole and in order: a snapshot needs no merging.
+            "CREATE TABLE IF NOT EXISTS dbsync_staged_pages (session TEXT NOT NULL, \
+             page INTEGER NOT NULL, walked TEXT, from_cursor TEXT, next_cursor TEXT, page_rows TEXT NOT NULL, \
+             created_at INTEGER NOT NULL, PRIMARY KEY (session, page))",
         ],
         DbBackend::Postgres => vec![
             "CREATE TABLE IF NOT EXISTS dbsync_node (id INTEGER PRIMARY KEY CHECK (id = 1), \
@@ -27,6 +31,9 @@ pub(crate) fn tables(backend: DbBackend) -> Vec<&'static str> {
             "CREATE TABLE IF NOT EXISTS dbsync_staged (session TEXT NOT NULL, \
              table_name TEXT NOT NULL, row_id BIGINT NOT NULL, command TEXT, data TEXT, \
              created_at BIGINT NOT NULL, PRIMARY KEY (session, table_name, row_id))",
+            "CREATE TABLE IF NOT EXISTS dbsync_staged_pages (session TEXT NOT NULL, \
+             page BIGINT NOT NULL, walked TEXT, from_cursor TEXT, next_cursor TEXT, page_rows TEXT NOT NULL, \
+             created_at BIGINT NOT NULL, PRIMARY KEY (session, page))",
         ],
         _ => vec![
             "CREATE TABLE IF NOT EXISTS dbsync_node (id INT NOT NULL PRIMARY KEY, \
@@ -36,14 +43,18 @@ pub(crate) fn tables(backend: DbBackend) -> Vec<&'static str> {
             "CREATE TABLE IF NOT EXISTS dbsync_staged (session VARCHAR(64) NOT NULL, \
              table_name VARCHAR(255) NOT NULL, row_id BIGINT NOT NULL, command CHAR(1), data LONGTEXT, \
              created_at BIGINT NOT NULL, PRIMARY KEY (session, table_name, row_id))",
+            "CREATE TABLE IF NOT EXISTS dbsync_staged_pages (session VARCHAR(64) NOT NULL, \
+             page BIGINT NOT NULL, walked VARCHAR(255), from_cursor LONGTEXT, next_cursor LONGTEXT, page_rows LONGTEXT NOT NULL, \
+             created_at BIGINT NOT NULL, PRIMARY KEY (session, page))",
         ],
     }
 }
 
-pub(crate) const DROP: [&str; 3] = [
+pub(crate) const DROP: [&str; 4] = [
     "DROP TABLE IF EXISTS dbsync_node",
     "DROP TABLE IF EXISTS dbsync_incoming",
     "DROP TABLE IF EXISTS dbsync_staged",
+    "DROP TABLE IF EXISTS dbsync_staged_pages",
 ];
 
 /// The node's row.

@@ -113,3 +113,32 @@ macro_rules! on_every_server {
         )*
     };
 }
+
+/// Runs `procedure` on a client of the node database `node` (a test name) built in a thread
+/// and runtime of its own, so that its progress callback may block without stalling the
+/// test's runtime. Join the handle from a blocking task.
+pub fn on_own_thread<T, F, Fut>(
+    node: &str,
+    url: &str,
+    configure: impl FnOnce(dbsync::ClientBuilder) -> dbsync::ClientBuilder + Send + 'static,
+    procedure: F,
+) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    let file = crate::database_url(crate::Backend::Sqlite, node).unwrap();
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let db = crate::connect(&file).await;
+                let client = configure(Client::builder(db, url)).build().unwrap();
+                procedure(client).await
+            })
+    })
+}

@@ -53,6 +53,7 @@ impl SyncServer {
         };
         let mut rows = Rows::new();
         let mut next = None;
+        let walked = tables.get(index).map(|t| t.name.clone());
         if let Some(info) = tables.get(index) {
             let found = info.ops().page(&txn, after_id, u64::from(page)).await?;
             let last = found
@@ -79,6 +80,7 @@ impl SyncServer {
             snapshot_version,
             rows,
             next,
+            table: walked,
         })
     }
 }

@@ -275,7 +275,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Called as pulls and repairs progress.
+    /// Called as pulls and repairs progress, on the task that runs them: it should return
+    /// quickly (hand the figures to a channel), as it holds up the procedure meanwhile.
     pub fn progress(mut self, callback: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(callback));
         self

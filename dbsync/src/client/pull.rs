@@ -6,11 +6,11 @@
 
 use super::merge::Merge;
 use super::staging::Staging;
-use super::transport::Kind;
+use super::transport::{Kind, Wire};
 use super::{Client, Phase, Progress};
 use crate::error::Result;
 use crate::merge::ResolvedConflict;
-use crate::messages::{PullRequest, PullResponse};
+use crate::messages::{LogCursor, PullRequest, PullResponse};
 use crate::node_state;
 use std::collections::BTreeMap;
 
@@ -55,25 +55,11 @@ impl Client {
         let db = &self.inner.db;
         let mut report = PullReport::default();
         let mut target = None;
-        let mut after = None;
         let mut max_ids = BTreeMap::new();
         let mut own_pushes: Vec<String> = Vec::new();
+        let mut fetched = self.pull_page(node, None, None).await;
         loop {
-            let request = PullRequest {
-                meta: self.meta(node.node_id),
-                base_version: node.version,
-                target_version: target,
-                after,
-                page_size: Some(self.inner.page_size),
-            };
-            let (page, wire): (PullResponse, super::transport::Wire) = self
-                .post(
-                    "pull",
-                    &request,
-                    Some((node.node_id, &node.secret)),
-                    Kind::Other,
-                )
-                .await?;
+            let (page, wire) = fetched?;
             report.bytes += wire.received;
             report.operations += page.operations.len() as u64;
             if target.is_none() {
@@ -81,17 +67,26 @@ impl Client {
             }
             target = Some(page.target_version);
             own_pushes.extend(page.own_pushes.iter().cloned());
-            staging
-                .stage(db, &page.operations, &page.rows, self.inner.registry)
-                .await?;
+            // The next page downloads while this one is staged.
+            let prefetch = async {
+                match &page.next {
+                    Some(next) => Some(self.pull_page(node, target, Some(next.clone())).await),
+                    None => None,
+                }
+            };
+            let (staged, next) = tokio::join!(
+                staging.stage(db, &page.operations, &page.rows, self.inner.registry),
+                prefetch
+            );
+            staged?;
             self.report(Progress {
                 procedure: "pull",
                 phase: Phase::Downloading,
                 items: report.operations,
                 bytes: report.bytes,
             });
-            match page.next {
-                Some(next) => after = Some(next),
+            match next {
+                Some(result) => fetched = result,
                 None => break,
             }
         }
@@ -138,5 +133,29 @@ impl Client {
             "pulled"
         );
         Ok(report)
+    }
+}
+
+impl Client {
+    async fn pull_page(
+        &self,
+        node: &node_state::NodeState,
+        target_version: Option<i64>,
+        after: Option<LogCursor>,
+    ) -> Result<(PullResponse, Wire)> {
+        let request = PullRequest {
+            meta: self.meta(node.node_id),
+            base_version: node.version,
+            target_version,
+            after,
+            page_size: Some(self.inner.page_size),
+        };
+        self.post(
+            "pull",
+            &request,
+            Some((node.node_id, &node.secret)),
+            Kind::Other,
+        )
+        .await
     }
 }

@@ -1,15 +1,19 @@
 //! `repair`: rebuild the local tables from the server's full state.
 
-use super::staging::Staging;
-use super::transport::Kind;
+use super::staging::{StagedPage, Staging};
+use super::transport::{Kind, Wire, not_an_answer};
 use super::{Client, Phase, Progress};
 use crate::capture::quote;
 use crate::error::{Error, Result};
-use crate::messages::{RepairRequest, RepairResponse};
+use crate::messages::{RepairCursor, RepairRequest, Rows};
 use crate::node_state::{self, stmt};
 use crate::oplog::{compress, unsynced_operations};
+use crate::row::Row;
 use crate::table::TableInfo;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 
 /// What to do with local changes that were never pushed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,37 +64,45 @@ impl Client {
     ) -> Result<RepairReport> {
         let db = &self.inner.db;
         let mut report = RepairReport::default();
-        let mut snapshot = None;
-        let mut after = None;
-        loop {
-            let request = RepairRequest {
-                meta: self.meta(node.node_id),
-                snapshot_version: snapshot,
-                after,
-                page_size: Some(self.inner.page_size),
-            };
-            let (page, wire): (RepairResponse, super::transport::Wire) = self
-                .post(
-                    "repair",
-                    &request,
-                    Some((node.node_id, &node.secret)),
-                    Kind::Other,
-                )
-                .await?;
+        let mut cursor: Option<RepairCursor> = None;
+        let mut fetched = self.repair_page(node, None, None).await;
+        for index in 0.. {
+            let (bytes, wire) = fetched?;
+            let page: Envelope<'_> =
+                serde_json::from_slice(&bytes).map_err(|e| not_an_answer(&e))?;
             report.bytes += wire.received;
-            report.rows += page.rows.values().map(|r| r.len() as u64).sum::<u64>();
-            snapshot = Some(page.snapshot_version);
-            staging
-                .stage(db, &[], &page.rows, self.inner.registry)
-                .await?;
+            report.rows += page.row_count()?;
+            report.version = page.snapshot_version;
+            let snapshot = Some(page.snapshot_version);
+            let staged = StagedPage {
+                walked: page.table.clone(),
+                cursor: cursor.take(),
+                next: page.next.clone(),
+            };
+            // The next page downloads while this one is staged, as it came: a snapshot needs
+            // no merging, so its rows are decoded once, to be written.
+            let prefetch = async {
+                match &page.next {
+                    Some(next) => Some(self.repair_page(node, snapshot, Some(next.clone())).await),
+                    None => None,
+                }
+            };
+            let (stored, next) = tokio::join!(
+                staging.stage_page(db, index, &staged, page.rows.get()),
+                prefetch
+            );
+            stored?;
             self.report(Progress {
                 procedure: "repair",
                 phase: Phase::Downloading,
                 items: report.rows,
                 bytes: report.bytes,
             });
-            match page.next {
-                Some(next) => after = Some(next),
+            match next {
+                Some(result) => {
+                    fetched = result;
+                    cursor = page.next.clone();
+                }
                 None => break,
             }
         }
@@ -105,39 +117,31 @@ impl Client {
         report.discarded = check_unsynced(&*txn, unsynced).await?;
         crate::apply::defer_foreign_keys(&txn).await?;
         let tables: Vec<&TableInfo> = self.inner.registry.pulled().collect();
-        // Only rows the server no longer has go: deleting everything would cascade into
-        // local tables that reference these (push-only or untracked ones) and lose them.
-        for info in tables.iter().rev() {
-            let (staged, values) = staging.staged_keys(&info.name);
-            txn.execute_raw(stmt(
-                txn.get_database_backend(),
-                &format!(
-                    "DELETE FROM {table} WHERE {pk} NOT IN ({staged})",
-                    table = quote(&info.name),
-                    pk = quote(&info.primary_key),
-                ),
-                values,
-            ))
-            .await?;
+        let mut index = 0;
+        while let Some((page, rows)) = staging.page(&txn, index).await? {
+            index += 1;
+            for table in rows.keys() {
+                if !tables.iter().any(|t| &t.name == table) {
+                    return Err(Error::UnknownTable {
+                        table: table.clone(),
+                    });
+                }
+            }
+            delete_vanished(&txn, &tables, &page, &rows).await?;
+            for info in &tables {
+                if let Some(list) = rows.get(&info.name) {
+                    let list: Vec<&Row> = list.iter().collect();
+                    crate::apply::vacate_held_values(&txn, info, &list).await?;
+                    info.ops().upsert_many(&txn, &list).await?;
+                }
+            }
         }
         for info in &tables {
-            let mut reader = staging.latest(info);
-            loop {
-                let chunk = reader.next(&txn).await?;
-                if chunk.is_empty() {
-                    break;
-                }
-                let rows: Vec<&crate::row::Row> =
-                    chunk.iter().filter_map(|e| e.data.as_ref()).collect();
-                crate::apply::vacate_unique_values(&txn, info, &rows).await?;
-                info.ops().upsert_many(&txn, &rows).await?;
-            }
             crate::apply::advance_key_generator(&txn, info).await?;
         }
         txn.execute_unprepared("DELETE FROM dbsync_operations")
             .await?;
         node_state::set_pending(&*txn, None).await?;
-        report.version = snapshot.unwrap_or(0);
         node_state::set_version(&*txn, report.version).await?;
         staging.finish(&*txn).await?;
         txn.commit().await?;
@@ -150,6 +154,98 @@ impl Client {
         tracing::info!(version = report.version, rows = report.rows, "repaired");
         Ok(report)
     }
+}
+
+impl Client {
+    async fn repair_page(
+        &self,
+        node: &node_state::NodeState,
+        snapshot_version: Option<i64>,
+        after: Option<RepairCursor>,
+    ) -> Result<(Vec<u8>, Wire)> {
+        let request = RepairRequest {
+            meta: self.meta(node.node_id),
+            snapshot_version,
+            after,
+            page_size: Some(self.inner.page_size),
+        };
+        self.post_bytes(
+            "repair",
+            &request,
+            Some((node.node_id, &node.secret)),
+            Kind::Other,
+        )
+        .await
+    }
+}
+
+/// A repair page with its rows left undecoded ([`crate::messages::RepairResponse`]'s shape).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    snapshot_version: i64,
+    #[serde(borrow)]
+    rows: &'a RawValue,
+    next: Option<RepairCursor>,
+    #[serde(default)]
+    table: Option<String>,
+}
+
+impl Envelope<'_> {
+    /// The rows of the page, counted without decoding them.
+    fn row_count(&self) -> Result<u64> {
+        let tables: BTreeMap<String, Vec<&RawValue>> =
+            serde_json::from_str(self.rows.get()).map_err(|e| not_an_answer(&e))?;
+        Ok(tables.values().map(|rows| rows.len() as u64).sum())
+    }
+}
+
+/// Deletes the node's rows of the table `page` walks that lie in its key range and are not
+/// in it: the server no longer has them. Only those go: emptying the tables first would
+/// cascade into local tables that reference them (push-only or untracked ones) and lose
+/// their rows.
+async fn delete_vanished(
+    txn: &DatabaseTransaction,
+    tables: &[&TableInfo],
+    page: &StagedPage,
+    rows: &Rows,
+) -> Result<()> {
+    let walked = match (&page.walked, &page.cursor) {
+        (Some(table), _) => Some(table.as_str()),
+        (None, Some(cursor)) => Some(cursor.table.as_str()),
+        (None, None) => tables.first().map(|t| t.name.as_str()),
+    };
+    let Some(info) = walked.and_then(|name| tables.iter().find(|t| t.name == name)) else {
+        return Ok(());
+    };
+    let low = page
+        .cursor
+        .as_ref()
+        .filter(|c| c.table == info.name)
+        .map_or(i64::MIN, |c| c.after_id);
+    let high = page
+        .next
+        .as_ref()
+        .filter(|n| n.table == info.name)
+        .map_or(i64::MAX, |n| n.after_id);
+    let kept: Vec<i64> = rows
+        .get(&info.name)
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row.get(&info.primary_key)?.as_i64())
+        .collect();
+    let kept = serde_json::to_string(&kept).map_err(|e| Error::InvalidOperation(e.to_string()))?;
+    txn.execute_raw(stmt(
+        txn.get_database_backend(),
+        &format!(
+            "DELETE FROM {table} WHERE {pk} > ? AND {pk} <= ? \
+             AND {pk} NOT IN (SELECT value FROM json_each(?))",
+            table = quote(&info.name),
+            pk = quote(&info.primary_key),
+        ),
+        vec![low.into(), high.into(), kept.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// The number of rows with unsynced changes, or the refusal.

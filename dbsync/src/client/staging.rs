@@ -7,7 +7,7 @@
 //! state and the newest operation the server logged for it.
 
 use crate::error::{Error, Result};
-use crate::messages::{Rows, WireOperation, nonce, now_millis};
+use crate::messages::{RepairCursor, Rows, WireOperation, nonce, now_millis};
 use crate::node_state::stmt;
 use crate::oplog::Command;
 use crate::registry::Registry;
@@ -31,24 +31,93 @@ pub(super) struct Staging {
 impl Staging {
     /// A new, empty session; forgets the entries of sessions that died long ago.
     pub(super) async fn start<C: ConnectionTrait>(db: &C) -> Result<Staging> {
-        db.execute_raw(stmt(
-            db.get_database_backend(),
-            "DELETE FROM dbsync_staged WHERE created_at < ?",
-            vec![(now_millis() - STALE_MILLIS).into()],
-        ))
-        .await?;
+        for table in ["dbsync_staged", "dbsync_staged_pages"] {
+            db.execute_raw(stmt(
+                db.get_database_backend(),
+                &format!("DELETE FROM {table} WHERE created_at < ?"),
+                vec![(now_millis() - STALE_MILLIS).into()],
+            ))
+            .await?;
+        }
         Ok(Staging { session: nonce() })
     }
 
     /// Removes this session's entries.
     pub(super) async fn finish<C: ConnectionTrait>(&self, db: &C) -> Result<()> {
+        for table in ["dbsync_staged", "dbsync_staged_pages"] {
+            db.execute_raw(stmt(
+                db.get_database_backend(),
+                &format!("DELETE FROM {table} WHERE session = ?"),
+                vec![self.session.clone().into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores repair page `index` as it arrived: the table it walks, the cursor it was asked
+    /// for, the one it ends at, and its rows as JSON text.
+    pub(super) async fn stage_page<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        index: i64,
+        page: &StagedPage,
+        rows: &str,
+    ) -> Result<()> {
+        let text =
+            |c: &Option<RepairCursor>| c.as_ref().and_then(|c| serde_json::to_string(c).ok());
         db.execute_raw(stmt(
             db.get_database_backend(),
-            "DELETE FROM dbsync_staged WHERE session = ?",
-            vec![self.session.clone().into()],
+            "INSERT INTO dbsync_staged_pages (session, page, walked, from_cursor, next_cursor, page_rows, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                self.session.clone().into(),
+                index.into(),
+                page.walked.clone().into(),
+                text(&page.cursor).into(),
+                text(&page.next).into(),
+                rows.into(),
+                now_millis().into(),
+            ],
         ))
         .await?;
         Ok(())
+    }
+
+    /// Repair page `index` with its rows, or `None` past the last one.
+    pub(super) async fn page(
+        &self,
+        txn: &DatabaseTransaction,
+        index: i64,
+    ) -> Result<Option<(StagedPage, Rows)>> {
+        let row = txn
+            .query_one_raw(stmt(
+                txn.get_database_backend(),
+                "SELECT walked, from_cursor, next_cursor, page_rows FROM dbsync_staged_pages \
+                 WHERE session = ? AND page = ?",
+                vec![self.session.clone().into(), index.into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let malformed = |e: serde_json::Error| Error::ServerError {
+            status: 200,
+            message: format!("a repair page that does not decode: {e}"),
+        };
+        let cursor = |i: usize| -> Result<Option<RepairCursor>> {
+            let text: Option<String> = row.try_get_by_index(i)?;
+            text.map(|t| serde_json::from_str(&t).map_err(malformed))
+                .transpose()
+        };
+        let page = StagedPage {
+            walked: row.try_get_by_index(0)?,
+            cursor: cursor(1)?,
+            next: cursor(2)?,
+        };
+        let text: String = row.try_get_by_index(3)?;
+        let rows = serde_json::from_str(&text).map_err(malformed)?;
+        Ok(Some((page, rows)))
     }
 
     /// Stores one page: each operation with its row, then every other row of the page (rows
@@ -159,18 +228,20 @@ impl Staging {
             None => 0,
         })
     }
-
-    /// A condition on a key column: the key was staged for `table` in this session.
-    pub(super) fn staged_keys(&self, table: &str) -> (String, Vec<sea_orm::Value>) {
-        (
-            "SELECT row_id FROM dbsync_staged WHERE session = ? AND table_name = ?".to_owned(),
-            vec![self.session.clone().into(), table.into()],
-        )
-    }
 }
 
 fn json_text(row: &Row) -> String {
     serde_json::to_string(row).unwrap_or_default()
+}
+
+/// Where a repair page sits in the server's walk over its tables.
+pub(super) struct StagedPage {
+    /// The table the page walks (`None` from a server that does not say).
+    pub walked: Option<String>,
+    /// The cursor the page was asked from (`None` for the first).
+    pub cursor: Option<RepairCursor>,
+    /// Where the walk goes on (`None` after the last page).
+    pub next: Option<RepairCursor>,
 }
 
 /// The staged state of one row.

@@ -24,7 +24,8 @@ pub(super) struct Wire {
 }
 
 impl Client {
-    /// Posts `message` to `path`, signed with the node's credentials when given.
+    /// Posts `message` to `path`, signed with the node's credentials when given, and decodes
+    /// the answer.
     pub(super) async fn post<Q: Serialize, A: DeserializeOwned>(
         &self,
         path: &str,
@@ -32,6 +33,19 @@ impl Client {
         credentials: Option<(i64, &str)>,
         kind: Kind,
     ) -> Result<(A, Wire)> {
+        let (bytes, wire) = self.post_bytes(path, message, credentials, kind).await?;
+        let answer = serde_json::from_slice(&bytes).map_err(|err| not_an_answer(&err))?;
+        Ok((answer, wire))
+    }
+
+    /// Like [`Client::post`], but returns the answer's JSON undecoded.
+    pub(super) async fn post_bytes<Q: Serialize>(
+        &self,
+        path: &str,
+        message: &Q,
+        credentials: Option<(i64, &str)>,
+        kind: Kind,
+    ) -> Result<(Vec<u8>, Wire)> {
         let json =
             serde_json::to_vec(message).map_err(|e| Error::InvalidOperation(e.to_string()))?;
         let inner = &self.inner;
@@ -79,13 +93,17 @@ impl Client {
             })
             .map_err(|message| Error::ServerError { status, message })?;
         if (200..300).contains(&status) {
-            let answer = serde_json::from_slice(&bytes).map_err(|err| Error::ServerError {
-                status,
-                message: format!("not a dbsync answer: {err}"),
-            })?;
-            return Ok((answer, traffic));
+            return Ok((bytes, traffic));
         }
         Err(refusal(status, &bytes, kind))
+    }
+}
+
+/// A 200 answer that is not the message expected.
+pub(super) fn not_an_answer(err: &serde_json::Error) -> Error {
+    Error::ServerError {
+        status: 200,
+        message: format!("not a dbsync answer: {err}"),
     }
 }
 

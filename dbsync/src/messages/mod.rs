@@ -182,6 +182,10 @@ pub struct RepairResponse {
     pub rows: Rows,
     /// Where to continue, or `None` when this was the last page.
     pub next: Option<RepairCursor>,
+    /// The table this page walks, from its cursor to `next`: the node's rows of that table
+    /// in that key range and absent from the page are gone from the server.
+    #[serde(default)]
+    pub table: Option<String>,
 }
 
 /// `query`: server rows of one table whose columns equal the given values.
