@@ -228,6 +228,7 @@ pub(crate) async fn vacate_unique_values(
 /// snapshot of the server's rows) takes, unless it is that very row: the values are the
 /// server's, so whoever holds them locally either gets its own value later in the snapshot
 /// or is gone.
+#[cfg(feature = "client")]
 pub(crate) async fn vacate_held_values(
     txn: &DatabaseTransaction,
     info: &TableInfo,

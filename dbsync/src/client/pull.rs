@@ -70,7 +70,7 @@ impl Client {
             // The next page downloads while this one is staged.
             let prefetch = async {
                 match &page.next {
-                    Some(next) => Some(self.pull_page(node, target, Some(next.clone())).await),
+                    Some(next) => Some(self.pull_page(node, target, Some(*next)).await),
                     None => None,
                 }
             };
