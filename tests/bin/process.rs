@@ -11,7 +11,8 @@
 //! before it commits, creates `<folder>/entered` and waits for `<folder>/release`.
 //!
 //! The client runs one procedure on an existing node database, printing
-//! `progress <phase> <items>` as it goes and then `done`, or `error <message>`.
+//! `progress <phase> <items>` as it goes and then `done elapsed_ms=<ms> peak_mb=<MB>` (the
+//! process's peak resident memory), or `error <message>`.
 
 use dbsync::{Client, UnsyncedPolicy};
 use dbsync_server::SyncServer;
@@ -89,6 +90,7 @@ async fn client(url: &str, server: &str, procedure: &str, page_size: u32) {
         .progress(|p| say(&format!("progress {:?} {}", p.phase, p.items)))
         .build()
         .expect("client");
+    let started = std::time::Instant::now();
     let result = match procedure {
         "push" => client.push().await.map(drop),
         "pull" => client.pull().await.map(drop),
@@ -97,7 +99,24 @@ async fn client(url: &str, server: &str, procedure: &str, page_size: u32) {
         other => panic!("unknown procedure {other}"),
     };
     match result {
-        Ok(()) => say("done"),
+        Ok(()) => say(&format!(
+            "done elapsed_ms={} peak_mb={:.0}",
+            started.elapsed().as_millis(),
+            peak_mb()
+        )),
         Err(err) => say(&format!("error {err}")),
     }
+}
+
+/// This process's peak resident memory in MB (Linux; 0 elsewhere).
+fn peak_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -55,13 +55,22 @@ impl Client {
         txn.execute_unprepared("UPDATE dbsync_node SET id = id WHERE id = 1")
             .await?;
         let node = node_state::load(&txn).await?.ok_or(Error::NotRegistered)?;
-        let text = match node.pending_push {
-            Some(text) => text,
+        let (text, ops) = match node.pending_push {
+            Some(text) => {
+                // A retry: exactly the log entries of the first attempt that are still there.
+                let pending = parse_pending(&text)?;
+                let wanted: BTreeSet<i64> = pending.seqs.iter().copied().collect();
+                let ops: Vec<Operation> = unsynced_operations(&txn)
+                    .await?
+                    .into_iter()
+                    .filter(|op| wanted.contains(&op.seq))
+                    .collect();
+                (text, ops)
+            }
             None => {
-                let mut ops = unsynced_operations(&txn).await?;
                 // A bounded push: a long offline backlog goes in several, each under the
                 // server's size limit.
-                ops.truncate(MAX_LOG_ENTRIES);
+                let ops = crate::oplog::oldest_unsynced(&txn, MAX_LOG_ENTRIES).await?;
                 if ops.is_empty() {
                     return Ok(PushReport {
                         new_version: None,
@@ -78,16 +87,10 @@ impl Client {
                     .map_err(|e| Error::InvalidOperation(e.to_string()))?;
                 // The write lock makes this the only push being started.
                 node_state::set_pending(&txn, Some(text.clone())).await?;
-                text
+                (text, ops)
             }
         };
         let pending = parse_pending(&text)?;
-        let wanted: BTreeSet<i64> = pending.seqs.iter().copied().collect();
-        let ops: Vec<Operation> = unsynced_operations(&txn)
-            .await?
-            .into_iter()
-            .filter(|op| wanted.contains(&op.seq))
-            .collect();
         let (operations, rows) = self.message_body(&txn, &compress(&ops)).await?;
         txn.commit().await?;
         if operations.is_empty() {

@@ -77,7 +77,16 @@ pub struct UnsyncedObject {
 
 /// Every unsynced log entry, oldest first, as recorded (not compressed).
 pub async fn unsynced_operations<C: ConnectionTrait>(db: &C) -> Result<Vec<Operation>> {
-    read(db, "WHERE version_id IS NULL", vec![]).await
+    read(db, "WHERE version_id IS NULL", vec![], None).await
+}
+
+/// The oldest `limit` unsynced operations.
+#[cfg(feature = "client")]
+pub(crate) async fn oldest_unsynced<C: ConnectionTrait>(
+    db: &C,
+    limit: usize,
+) -> Result<Vec<Operation>> {
+    read(db, "WHERE version_id IS NULL", vec![], Some(limit)).await
 }
 
 /// Whether the row of `E` with primary key `id` has no change waiting to be pushed.
@@ -94,6 +103,7 @@ pub async fn is_synced<E: Tracked, C: ConnectionTrait>(db: &C, id: i64) -> Resul
         db,
         filter,
         vec![i64::from(E::CONTENT_TYPE_ID).into(), id.into()],
+        None,
     )
     .await?;
     Ok(compress(&ops).is_empty())
@@ -122,9 +132,11 @@ async fn read<C: ConnectionTrait>(
     db: &C,
     filter: &str,
     values: Vec<sea_orm::Value>,
+    limit: Option<usize>,
 ) -> Result<Vec<Operation>> {
+    let limit = limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
     let sql = format!(
-        "SELECT seq, content_type_id, row_id, command FROM dbsync_operations {filter} ORDER BY seq"
+        "SELECT seq, content_type_id, row_id, command FROM dbsync_operations {filter} ORDER BY seq{limit}"
     );
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
