@@ -16,15 +16,13 @@
 use dbsync::{Client, Error};
 use dbsync_tests::entities::{city, person};
 use dbsync_tests::fixtures::{add_city, add_person, cities, people};
-use dbsync_tests::harness::server_db;
+use dbsync_tests::harness::{ServerProcess, server_db};
 use dbsync_tests::{Backend, database_url, log, tracked_db};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::time::Instant;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -124,24 +122,6 @@ impl Node {
     }
 }
 
-/// Starts a server process over `url` and returns it with its address.
-async fn server_process(url: &str) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbsync-test-process"))
-        .args(["server", url])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn a server process");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("the server starts within a minute")
-        .unwrap()
-        .expect("the server prints its address");
-    let address = line.trim_start_matches("listening ").to_owned();
-    (child, address)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_over_several_server_processes_lose_nothing() {
     let name = "load";
@@ -156,9 +136,10 @@ async fn many_clients_over_several_server_processes_lose_nothing() {
     // One after another: each process runs the server's idempotent setup as it starts.
     let mut servers = Vec::new();
     for _ in 0..processes {
-        servers.push(server_process(&url).await);
+        let program = env!("CARGO_BIN_EXE_dbsync-test-process");
+        servers.push(ServerProcess::start(program, &url, None).await);
     }
-    let addresses: Vec<String> = servers.iter().map(|(_, a)| a.clone()).collect();
+    let addresses: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
 
     let mut nodes = Vec::new();
     for index in 0..clients {

@@ -7,7 +7,7 @@
 
 use dbsync::Client;
 use dbsync_tests::fixtures::{add_city, cities};
-use dbsync_tests::harness::server_db;
+use dbsync_tests::harness::{ServerProcess, server_db};
 use dbsync_tests::{Backend, database_url, log, on_every_backend, tracked_db};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use std::path::PathBuf;
@@ -64,15 +64,16 @@ impl Process {
 }
 
 /// A server process over the database of `name`, and its URL.
-async fn server_process(backend: Backend, name: &str, hang: Option<&PathBuf>) -> (Process, String) {
-    let url = database_url(backend, &format!("{name}_srv")).unwrap();
-    let mut args = vec!["server", url.as_str()];
-    let hang = hang.map(|h| h.display().to_string());
-    args.extend(hang.as_deref());
-    let mut process = Process::spawn(&args);
-    let line = process.wait_for("listening ").await.expect("server starts");
-    let url = line.trim_start_matches("listening ").to_owned();
-    (process, url)
+async fn server_process(
+    backend: Backend,
+    name: &str,
+    hang: Option<&PathBuf>,
+) -> (ServerProcess, String) {
+    let database = database_url(backend, &format!("{name}_srv")).unwrap();
+    let program = env!("CARGO_BIN_EXE_dbsync-test-process");
+    let server = ServerProcess::start(program, &database, hang.map(PathBuf::as_path)).await;
+    let url = server.url.clone();
+    (server, url)
 }
 
 /// A folder for a server's push hang points.
@@ -333,30 +334,20 @@ async fn a_client_killed_mid_pull_keeps_all_or_nothing_and_the_next_pull_complet
     backend: Backend,
     name: &str,
 ) {
-    let Some(db) = server_db(backend, name).await else {
-        return;
-    };
-    let (_server, url) = server_process(backend, name, None).await;
-    let a = node_with_cities(&url, &format!("{name}_a"), 3_000).await;
-    a.push().await.unwrap();
-    let b_name = format!("{name}_b");
-    node_with_cities(&url, &b_name, 0).await;
-    let before = (0, Vec::new());
-    let all = cities(&db).await;
-    let interrupted = kill_repeatedly(&b_name, &url, "pull", &before, &all).await;
-    assert!(interrupted >= 1, "at least the first-page kill interrupts");
-
-    let b_url = database_url(Backend::Sqlite, &b_name).unwrap();
-    let b = Client::new(dbsync_tests::connect(&b_url).await, url);
-    b.pull().await.unwrap();
-    assert_eq!(cities(b.db()).await, all);
-    assert_eq!(log(b.db()).await, []);
+    killed_mid_download(backend, name, "pull").await;
 }
 
 async fn a_client_killed_mid_repair_keeps_all_or_nothing_and_the_next_repair_completes(
     backend: Backend,
     name: &str,
 ) {
+    killed_mid_download(backend, name, "repair").await;
+}
+
+/// A node downloads 3,000 rows by `procedure` in a client process killed again and again
+/// (see [`kill_repeatedly`]); then the procedure, run to its end, leaves it equal to the
+/// server with nothing to push.
+async fn killed_mid_download(backend: Backend, name: &str, procedure: &str) {
     let Some(db) = server_db(backend, name).await else {
         return;
     };
@@ -365,14 +356,17 @@ async fn a_client_killed_mid_repair_keeps_all_or_nothing_and_the_next_repair_com
     a.push().await.unwrap();
     let b_name = format!("{name}_b");
     node_with_cities(&url, &b_name, 0).await;
-    let before = (0, Vec::new());
     let all = cities(&db).await;
-    let interrupted = kill_repeatedly(&b_name, &url, "repair", &before, &all).await;
+    let interrupted = kill_repeatedly(&b_name, &url, procedure, &(0, Vec::new()), &all).await;
     assert!(interrupted >= 1, "at least the first-page kill interrupts");
 
     let b_url = database_url(Backend::Sqlite, &b_name).unwrap();
     let b = Client::new(dbsync_tests::connect(&b_url).await, url);
-    b.repair(dbsync::UnsyncedPolicy::Refuse).await.unwrap();
+    match procedure {
+        "pull" => drop(b.pull().await.unwrap()),
+        _ => drop(b.repair(dbsync::UnsyncedPolicy::Refuse).await.unwrap()),
+    }
     assert_eq!(cities(b.db()).await, all);
     assert_eq!(b.version().await.unwrap(), a.version().await.unwrap());
+    assert_eq!(log(b.db()).await, []);
 }

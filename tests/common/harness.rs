@@ -142,3 +142,48 @@ where
             })
     })
 }
+
+/// A server in a process of its own (`tests/bin/process.rs`, axum), killed when dropped.
+pub struct ServerProcess {
+    /// Where its routes are, like [`TestServer::url`].
+    pub url: String,
+    child: tokio::process::Child,
+}
+
+impl ServerProcess {
+    /// Starts `program` (the test's `env!("CARGO_BIN_EXE_dbsync-test-process")`) serving
+    /// `database_url`, with the push hang folder `hang` if given, and waits for its address.
+    pub async fn start(program: &str, database_url: &str, hang: Option<&std::path::Path>) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut command = tokio::process::Command::new(program);
+        command.args(["server", database_url]);
+        if let Some(folder) = hang {
+            command.arg(folder);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn a server process");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the server starts within a minute")
+            .unwrap()
+            .expect("the server prints its address");
+        ServerProcess {
+            url: line.trim_start_matches("listening ").to_owned(),
+            child,
+        }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process gets no chance to clean anything up.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+}

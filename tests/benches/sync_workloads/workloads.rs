@@ -4,15 +4,13 @@
 use crate::measure::{Figures, median, peak_mb, percentile, reset_peak};
 use dbsync::{Client, UnsyncedPolicy};
 use dbsync_tests::entities::{city, person};
-use dbsync_tests::harness::server_db;
+use dbsync_tests::harness::{ServerProcess, server_db};
 use dbsync_tests::{Backend, database_url, fresh_db, tracked_db};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     TransactionTrait,
 };
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A server process over a fresh database, and what the workload needs of it.
 pub struct Server {
@@ -20,24 +18,18 @@ pub struct Server {
     pub url: String,
     pub db: DatabaseConnection,
     pub name: String,
-    process: tokio::process::Child,
+    process: ServerProcess,
 }
 
 impl Server {
     pub async fn start(backend: Backend, name: &str) -> Option<Server> {
         let db = server_db(backend, name).await?;
         let url = database_url(backend, &format!("{name}_srv"))?;
-        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbsync-test-process"))
-            .args(["server", &url])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the server process");
-        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
-        let line = lines.next_line().await.unwrap().expect("server address");
+        let process =
+            ServerProcess::start(env!("CARGO_BIN_EXE_dbsync-test-process"), &url, None).await;
         Some(Server {
             backend,
-            url: line.trim_start_matches("listening ").to_owned(),
+            url: process.url.clone(),
             db,
             name: name.to_owned(),
             process,
@@ -45,7 +37,7 @@ impl Server {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.process.id()
+        self.process.pid()
     }
 
     pub async fn client(&self, suffix: &str) -> Client {
