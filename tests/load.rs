@@ -133,12 +133,12 @@ async fn many_clients_over_several_server_processes_lose_nothing() {
     let processes = setting("DBSYNC_LOAD_SERVERS", 3) as usize;
     let seed = setting("DBSYNC_LOAD_SEED", 20261125);
     let url = database_url(Backend::Postgres, &format!("{name}_srv")).unwrap();
-    // One after another: each process runs the server's idempotent setup as it starts.
-    let mut servers = Vec::new();
-    for _ in 0..processes {
-        let program = env!("CARGO_BIN_EXE_dbsync-test-process");
-        servers.push(ServerProcess::start(program, &url, None).await);
-    }
+    // All at once, as replicas start: each runs the server's idempotent setup.
+    let program = env!("CARGO_BIN_EXE_dbsync-test-process");
+    let servers = futures::future::join_all(
+        (0..processes).map(|_| ServerProcess::start(program, &url, None)),
+    )
+    .await;
     let addresses: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
 
     let mut nodes = Vec::new();

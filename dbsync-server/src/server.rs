@@ -66,9 +66,17 @@ impl SyncServer {
         let db = &self.inner.db;
         dbsync::create_all_with(db, self.inner.registry, Role::Server).await?;
         let backend = db.get_database_backend();
-        for sql in schema::statements(backend) {
-            db.execute_unprepared(sql).await?;
+        let txn = db.begin().await?;
+        if backend == DbBackend::Postgres {
+            // Replicas starting together: the same lock as `create_all`, so that their
+            // `CREATE ... IF NOT EXISTS` queue instead of colliding in the catalog.
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7381402113)")
+                .await?;
         }
+        for sql in schema::statements(backend) {
+            txn.execute_unprepared(sql).await?;
+        }
+        txn.commit().await?;
         if backend == DbBackend::MySql {
             let exists: Option<i64> = scalar(
                 db,
