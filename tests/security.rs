@@ -499,7 +499,27 @@ async fn reads_need_a_signature_unless_the_server_allows_unsigned_ones(
     let open = serve(SyncServer::builder(db).config(config), adapter).await;
     let b = client(&open, &format!("{name}_b")).await;
     let (id, _) = credentials(&b).await;
+    let writer = client(&open, &format!("{name}_w")).await;
+    city::ActiveModel {
+        name: Set("Public".into()),
+        ..Default::default()
+    }
+    .insert(writer.db())
+    .await
+    .unwrap();
+    writer.sync().await.unwrap();
     assert_eq!(unsigned(&open, "pull", id, pull_of(id)).await, (200, None));
+    // Anyone could have sent that: it does not count as the node having pulled.
+    let row = open
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            open.db().get_database_backend(),
+            format!("SELECT pulled_version FROM dbsync_nodes WHERE node_id = {id}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 0);
     // Writes stay signed whatever the setting.
     let push = serde_json::to_vec(&push_of(
         id,
@@ -511,7 +531,7 @@ async fn reads_need_a_signature_unless_the_server_allows_unsigned_ones(
         unsigned(&open, "push", id, push).await,
         (401, Some(ErrorCode::BadSignature))
     );
-    assert_eq!(server_cities(&open).await, 0);
+    assert_eq!(server_cities(&open).await, 1, "only the signed push");
 }
 
 /// Sends `body` to `path` as `node_id`, without a signature.

@@ -123,7 +123,9 @@ impl SyncServer {
             BTreeMap::new()
         };
         txn.commit().await?;
-        if !more {
+        // An unsigned read (from a server that allows them) may come from anyone: it does
+        // not move the node's trimming horizon.
+        if !more && !request.signature.is_empty() {
             mark_seen(self.db(), pull.meta.node_id, target).await?;
         }
         if pull.after.is_none()

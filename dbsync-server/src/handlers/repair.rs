@@ -73,7 +73,9 @@ impl SyncServer {
         }
         let rows = with_references(&txn, self.inner.registry, rows, snapshot_version).await?;
         txn.commit().await?;
-        if next.is_none() {
+        // An unsigned read (from a server that allows them) may come from anyone: it does
+        // not move the node's trimming horizon.
+        if next.is_none() && !request.signature.is_empty() {
             mark_seen(self.db(), repair.meta.node_id, snapshot_version).await?;
         }
         Ok(RepairResponse {
