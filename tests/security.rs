@@ -53,13 +53,28 @@ async fn raw(
     body: Vec<u8>,
     node: Option<(i64, String)>,
 ) -> (u16, Option<ErrorBody>) {
+    let headers = match node {
+        Some((id, signature)) => vec![
+            ("x-dbsync-node", id.to_string()),
+            ("x-dbsync-signature", signature),
+        ],
+        None => vec![],
+    };
+    post_with(server, path, &headers, body).await
+}
+
+/// Posts `body` to `path` with exactly `headers`; the status and the error body, if any.
+async fn post_with(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, Option<ErrorBody>) {
     let mut request = reqwest::Client::new()
         .post(format!("{}/{path}", server.url))
         .body(body);
-    if let Some((id, signature)) = node {
-        request = request
-            .header("x-dbsync-node", id.to_string())
-            .header("x-dbsync-signature", signature);
+    for (name, value) in headers {
+        request = request.header(*name, value);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
@@ -541,16 +556,9 @@ async fn unsigned(
     node_id: i64,
     body: Vec<u8>,
 ) -> (u16, Option<ErrorCode>) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/{path}", server.url))
-        .header("x-dbsync-node", node_id.to_string())
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: Option<ErrorBody> = serde_json::from_slice(&response.bytes().await.unwrap()).ok();
-    (status, body.map(|b| b.code))
+    let headers = [("x-dbsync-node", node_id.to_string())];
+    let (status, error) = post_with(server, path, &headers, body).await;
+    (status, error.map(|e| e.code))
 }
 
 /// Sends `body` to `path` with a `content-encoding` header.
@@ -560,16 +568,9 @@ async fn encoded(
     encoding: &str,
     body: Vec<u8>,
 ) -> (u16, Option<ErrorCode>) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/{path}", server.url))
-        .header("content-encoding", encoding)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: Option<ErrorBody> = serde_json::from_slice(&response.bytes().await.unwrap()).ok();
-    (status, body.map(|b| b.code))
+    let headers = [("content-encoding", encoding.to_owned())];
+    let (status, error) = post_with(server, path, &headers, body).await;
+    (status, error.map(|e| e.code))
 }
 
 async fn compressed_bodies_are_bounded_and_checked(backend: Backend, adapter: Adapter, name: &str) {

@@ -55,7 +55,7 @@ impl Client {
         txn.execute_unprepared("UPDATE dbsync_node SET id = id WHERE id = 1")
             .await?;
         let node = node_state::load(&txn).await?.ok_or(Error::NotRegistered)?;
-        let (text, ops) = match node.pending_push {
+        let (text, pending, ops) = match node.pending_push {
             Some(text) => {
                 // A retry: exactly the log entries of the first attempt that are still there.
                 let pending = parse_pending(&text)?;
@@ -65,7 +65,7 @@ impl Client {
                     .into_iter()
                     .filter(|op| wanted.contains(&op.seq))
                     .collect();
-                (text, ops)
+                (text, pending, ops)
             }
             None => {
                 // A bounded push: a long offline backlog goes in several, each under the
@@ -87,10 +87,9 @@ impl Client {
                     .map_err(|e| Error::InvalidOperation(e.to_string()))?;
                 // The write lock makes this the only push being started.
                 node_state::set_pending(&txn, Some(text.clone())).await?;
-                (text, ops)
+                (text, pending, ops)
             }
         };
-        let pending = parse_pending(&text)?;
         let (operations, rows) = self.message_body(&txn, &compress(&ops)).await?;
         txn.commit().await?;
         if operations.is_empty() {

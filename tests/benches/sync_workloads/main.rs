@@ -92,7 +92,7 @@ async fn run(backend: Backend) {
     }
     if wanted("W3")
         && let Some(f) = median_of(backend, "w3", runs, |s| async move {
-            workloads::first_sync(&s, 10_000 * scale, 90_000 * scale).await
+            workloads::first_sync(&s, 10_000 * scale, 90_000 * scale, false).await
         })
         .await
     {
@@ -117,7 +117,7 @@ async fn run(backend: Backend) {
     if wanted("W6") {
         let rows = setting("DBSYNC_BENCH_W6_ROWS", 1_000_000);
         if let Some(f) = median_of(backend, "w6", 1, |s| async move {
-            workloads::big_first_sync(&s, rows / 10, rows - rows / 10).await
+            workloads::first_sync(&s, rows / 10, rows - rows / 10, true).await
         })
         .await
         {

@@ -168,9 +168,15 @@ pub async fn pull(server: &Server, scale: usize) -> Figures {
     figures
 }
 
-/// W3: the server holds `cities` + `people` rows; an empty node makes its first
-/// sync (a repair: rows without their history).
-pub async fn first_sync(server: &Server, cities: usize, people: usize) -> Figures {
+/// W3 and W6: the server holds `cities` + `people` rows; an empty node makes its first
+/// sync (a repair: rows without their history). With `own_process` the node runs in a
+/// process of its own, so that its peak memory is its own.
+pub async fn first_sync(
+    server: &Server,
+    cities: usize,
+    people: usize,
+    own_process: bool,
+) -> Figures {
     fill(&server.db, cities, people).await;
     let baseline = raw_fill(
         Backend::Sqlite,
@@ -181,18 +187,44 @@ pub async fn first_sync(server: &Server, cities: usize, people: usize) -> Figure
     .await;
     let c = server.client("c").await;
     server.reset_peaks();
-    let start = Instant::now();
-    let report = c.repair(UnsyncedPolicy::Refuse).await.unwrap();
-    let time = start.elapsed();
-    assert_eq!(report.rows as usize, cities + people, "every row, once");
     let mut figures = Figures {
         items: cities + people,
-        time,
         baseline,
-        wire_bytes: report.bytes,
         ..Figures::default()
     };
-    server.peaks(&mut figures);
+    if own_process {
+        let node = database_url(Backend::Sqlite, &format!("{}_c", server.name)).unwrap();
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbsync-test-process"))
+            .args(["client", &node, &server.url, "repair", "5000"])
+            .output()
+            .await
+            .expect("run the client process");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let done = text
+            .lines()
+            .find_map(|l| l.strip_prefix("done "))
+            .unwrap_or_else(|| panic!("the client process failed: {text}"));
+        let field = |name: &str| -> f64 {
+            done.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        figures.time = Duration::from_millis(field("elapsed_ms=") as u64);
+        figures.note = "client in its own process".into();
+        server.peaks(&mut figures);
+        figures.client_mb = field("peak_mb=");
+    } else {
+        let start = Instant::now();
+        let report = c.repair(UnsyncedPolicy::Refuse).await.unwrap();
+        figures.time = start.elapsed();
+        assert_eq!(report.rows as usize, cities + people, "every row sent once");
+        figures.wire_bytes = report.bytes;
+        server.peaks(&mut figures);
+    }
+    let rows = city::Entity::find().all(c.db()).await.unwrap().len()
+        + person::Entity::find().all(c.db()).await.unwrap().len();
+    assert_eq!(rows, cities + people, "every row arrived, once");
     figures
 }
 
@@ -360,54 +392,4 @@ pub async fn many_clients(server: &Server, clients: usize) -> (Figures, String) 
     server.peaks(&mut figures);
     let summary = format!("{rows} operations, 0 lost, {retries} retried");
     (figures, summary)
-}
-
-/// W6: as W3, with the client in a process of its own, so that its peak memory is its own.
-pub async fn big_first_sync(server: &Server, cities: usize, people: usize) -> Figures {
-    fill(&server.db, cities, people).await;
-    let baseline = raw_fill(
-        Backend::Sqlite,
-        &format!("{}_raw", server.name),
-        cities,
-        people,
-    )
-    .await;
-    let node = format!("{}_c", server.name);
-    let c = server.client("c").await;
-    server.reset_peaks();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbsync-test-process"))
-        .args([
-            "client",
-            &database_url(Backend::Sqlite, &node).unwrap(),
-            &server.url,
-            "repair",
-            "5000",
-        ])
-        .output()
-        .await
-        .expect("run the client process");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let done = text
-        .lines()
-        .find_map(|l| l.strip_prefix("done "))
-        .unwrap_or_else(|| panic!("the client process failed: {text}"));
-    let field = |name: &str| -> f64 {
-        done.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    let rows = city::Entity::find().all(c.db()).await.unwrap().len()
-        + person::Entity::find().all(c.db()).await.unwrap().len();
-    assert_eq!(rows, cities + people, "every row arrived");
-    let mut figures = Figures {
-        items: cities + people,
-        time: Duration::from_millis(field("elapsed_ms=") as u64),
-        baseline,
-        note: "client in its own process".into(),
-        ..Figures::default()
-    };
-    server.peaks(&mut figures);
-    figures.client_mb = field("peak_mb=");
-    figures
 }
