@@ -4,7 +4,7 @@
 use dbsync::merge::{ConflictKind, ConflictPolicy, Resolution};
 use dbsync::{Client, Command, Error};
 use dbsync_tests::entities::{city, house};
-use dbsync_tests::fixtures::{add_city, add_house, cities, houses};
+use dbsync_tests::fixtures::{add_city, add_house, cities, houses, rename_city};
 use dbsync_tests::harness::{Adapter, TestServer, client, start};
 use dbsync_tests::{Backend, log, on_every_server};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Set};
@@ -24,16 +24,6 @@ on_every_server!(
     delete_against_delete_leaves_nothing_to_push,
     writes_made_during_a_pull_are_kept_and_pushed,
 );
-
-async fn rename(db: &DatabaseConnection, id: i32, name: &str) {
-    city::ActiveModel {
-        id: Set(id),
-        name: Set(name.into()),
-    }
-    .update(db)
-    .await
-    .unwrap();
-}
 
 /// SQLite's own check that every foreign key holds.
 async fn foreign_keys_hold(db: &DatabaseConnection) {
@@ -100,9 +90,9 @@ async fn update_against_update_keeps_the_local_change_and_pushes_it(
     let Some((server, a, b, lyon)) = two_nodes_sharing_lyon(backend, adapter, name).await else {
         return;
     };
-    rename(a.db(), lyon.id, "Lyon A").await;
+    rename_city(a.db(), lyon.id, "Lyon A").await;
     a.sync().await.unwrap();
-    rename(b.db(), lyon.id, "Lyon B").await;
+    rename_city(b.db(), lyon.id, "Lyon B").await;
     assert!(matches!(b.push().await, Err(Error::PullSuggested { .. })));
     let pulled = b.pull().await.unwrap();
     assert_eq!(pulled.conflicts.len(), 1);
@@ -134,9 +124,9 @@ async fn update_against_update_takes_the_server_row_under_server_wins(
         .conflict_policy_for::<city::Entity>(ConflictPolicy::ServerWins)
         .build()
         .unwrap();
-    rename(a.db(), lyon.id, "Lyon A").await;
+    rename_city(a.db(), lyon.id, "Lyon A").await;
     a.sync().await.unwrap();
-    rename(b.db(), lyon.id, "Lyon B").await;
+    rename_city(b.db(), lyon.id, "Lyon B").await;
     let report = b.sync().await.unwrap();
     assert_eq!(
         report.pulls[0].conflicts[0].resolution,
@@ -165,9 +155,9 @@ async fn a_custom_policy_sees_both_rows_and_its_row_is_pushed(
         }))
         .build()
         .unwrap();
-    rename(a.db(), lyon.id, "A").await;
+    rename_city(a.db(), lyon.id, "A").await;
     a.sync().await.unwrap();
-    rename(b.db(), lyon.id, "B").await;
+    rename_city(b.db(), lyon.id, "B").await;
     let report = b.sync().await.unwrap();
     assert_eq!(report.pulls[0].conflicts[0].resolution, Resolution::Merged);
     assert_eq!(cities(server.db()).await, [(lyon.id, "A + B".to_owned())]);
@@ -221,8 +211,11 @@ async fn insert_against_insert_moves_the_local_row_and_its_children(
     assert_eq!(a_city.id, b_city.id);
     let b_house = add_house(b.db(), "3 quai", b_city.id).await;
     a.sync().await.unwrap();
-    let report = b.sync().await.unwrap();
-    let moved = report.pulls[0]
+    // Pulling before pushing: the merge moves the local row (a push would have the server
+    // move it; `tests/sync.rs` covers that).
+    let pulled = b.pull().await.unwrap();
+    b.sync().await.unwrap();
+    let moved = pulled
         .conflicts
         .iter()
         .find(|c| c.kind == ConflictKind::Insert)
@@ -268,7 +261,7 @@ async fn the_same_unique_value_on_both_sides_fails_the_pull_until_renamed(
         before,
         "a failed pull changes nothing"
     );
-    rename(b.db(), mine.id, "Dup (b)").await;
+    rename_city(b.db(), mine.id, "Dup (b)").await;
     b.sync().await.unwrap();
     all_equal(&server, &[&a, &b]).await;
     assert_eq!(cities(server.db()).await.len(), 4);
@@ -285,9 +278,9 @@ async fn a_three_step_unique_swap_reaches_the_server_and_other_nodes(
     let nice = add_city(a.db(), "Nice").await;
     a.sync().await.unwrap();
     b.sync().await.unwrap();
-    rename(a.db(), lyon.id, "tmp").await;
-    rename(a.db(), nice.id, "Lyon").await;
-    rename(a.db(), lyon.id, "Nice").await;
+    rename_city(a.db(), lyon.id, "tmp").await;
+    rename_city(a.db(), nice.id, "Lyon").await;
+    rename_city(a.db(), lyon.id, "Nice").await;
     a.sync().await.unwrap();
     let swapped = vec![(lyon.id, "Nice".to_owned()), (nice.id, "Lyon".to_owned())];
     assert_eq!(cities(server.db()).await, swapped);
@@ -309,7 +302,7 @@ async fn remote_delete_against_local_update_recreates_the_row(
         .await
         .unwrap();
     a.sync().await.unwrap();
-    rename(b.db(), lyon.id, "Lyon kept").await;
+    rename_city(b.db(), lyon.id, "Lyon kept").await;
     let report = b.sync().await.unwrap();
     assert_eq!(
         report.pulls[0].conflicts[0].kind,
@@ -333,7 +326,7 @@ async fn remote_update_against_local_delete_restores_the_row(
     let Some((server, a, b, lyon)) = two_nodes_sharing_lyon(backend, adapter, name).await else {
         return;
     };
-    rename(a.db(), lyon.id, "Lyon renamed").await;
+    rename_city(a.db(), lyon.id, "Lyon renamed").await;
     a.sync().await.unwrap();
     city::Entity::delete_by_id(lyon.id)
         .exec(b.db())

@@ -2,9 +2,9 @@
 //! actix-web) and nodes with their own SQLite files, through the public API only.
 
 use dbsync::{Client, Error, UnsyncedPolicy};
-use dbsync_server::SyncServer;
+use dbsync_server::{ServerConfig, SyncServer};
 use dbsync_tests::entities::{city, person};
-use dbsync_tests::fixtures::{add_city, add_person, cities, people};
+use dbsync_tests::fixtures::{add_city, add_person, cities, people, rename_city};
 use dbsync_tests::harness::{
     Adapter, TestServer, client, serve, server_db, start, unregistered_client,
 };
@@ -18,7 +18,9 @@ on_every_server!(
     every_compression_setting_syncs_and_compression_shrinks_the_wire,
     register_gives_each_node_its_own_credentials,
     a_push_reaches_another_node_through_its_pull,
-    a_stale_push_suggests_a_pull_and_sync_recovers,
+    a_stale_push_over_an_unseen_change_suggests_a_pull_and_sync_recovers,
+    a_stale_push_of_unrelated_rows_is_applied_and_the_node_pulls_the_rest,
+    a_stale_push_refers_only_to_rows_no_unseen_version_touched,
     updates_and_deletes_propagate,
     inserts_with_the_same_key_on_two_nodes_move_the_local_row,
     a_retried_push_whose_answer_was_lost_applies_once,
@@ -95,7 +97,7 @@ async fn a_push_reaches_another_node_through_its_pull(
     assert_eq!(versions(&server).await, [1]);
 }
 
-async fn a_stale_push_suggests_a_pull_and_sync_recovers(
+async fn a_stale_push_over_an_unseen_change_suggests_a_pull_and_sync_recovers(
     backend: Backend,
     adapter: Adapter,
     name: &str,
@@ -105,31 +107,108 @@ async fn a_stale_push_suggests_a_pull_and_sync_recovers(
     };
     let a = client(&server, &format!("{name}_a")).await;
     let b = client(&server, &format!("{name}_b")).await;
-    add_city(a.db(), "Lyon").await;
+    let lyon = add_city(a.db(), "Lyon").await;
     a.push().await.unwrap();
-    let nice = add_city(b.db(), "Nice").await;
+    b.pull().await.unwrap();
+    rename_city(a.db(), lyon.id, "Lyon (a)").await;
+    a.push().await.unwrap();
+    rename_city(b.db(), lyon.id, "Lyon (b)").await;
     match b.push().await {
         Err(Error::PullSuggested { .. }) => {}
         other => panic!("expected PullSuggested, got {other:?}"),
     }
     // Nothing of B's reached the server.
-    assert_eq!(cities(server.db()).await.len(), 1);
+    assert_eq!(cities(server.db()).await, [(lyon.id, "Lyon (a)".to_owned())]);
+    assert_eq!(versions(&server).await, [1, 2]);
     let report = b.sync().await.unwrap();
     assert_eq!(report.pulls.len(), 1);
-    assert!(report.push.is_some());
+    assert!(!report.push.unwrap().rebased);
     a.sync().await.unwrap();
+    // The node's change wins by default.
+    assert_eq!(cities(server.db()).await, [(lyon.id, "Lyon (b)".to_owned())]);
     assert_eq!(cities(a.db()).await, cities(server.db()).await);
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
-    assert_eq!(cities(server.db()).await.len(), 2);
-    // B's Nice kept its key or moved; either way it is there once.
-    assert_eq!(
-        cities(server.db())
-            .await
-            .iter()
-            .filter(|(_, n)| *n == nice.name)
-            .count(),
-        1
-    );
+}
+
+async fn a_stale_push_of_unrelated_rows_is_applied_and_the_node_pulls_the_rest(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    let lyon = add_city(a.db(), "Lyon").await;
+    add_person(a.db(), "Ann", lyon.id).await;
+    a.push().await.unwrap();
+    let metz = add_city(b.db(), "Metz").await;
+    b.push().await.unwrap();
+    b.pull().await.unwrap();
+    let base = b.version().await.unwrap();
+    assert_eq!(base, 2);
+    // A moves on; B, without pulling, changes rows A's version did not touch.
+    add_city(a.db(), "Nice").await;
+    a.push().await.unwrap();
+    rename_city(b.db(), metz.id, "Metz (b)").await;
+    add_person(b.db(), "Bob", metz.id).await;
+    let report = b.push().await.unwrap();
+    assert!(report.rebased, "{report:?}");
+    assert_eq!(report.new_version, Some(4));
+    assert_eq!(b.version().await.unwrap(), base, "version 3 is still to pull");
+    assert_eq!(log(b.db()).await, []);
+    assert_eq!(versions(&server).await, [1, 2, 3, 4]);
+    // The pull brings A's version, not B's own.
+    let pulled = b.pull().await.unwrap();
+    assert_eq!(pulled.version, 4);
+    assert_eq!(pulled.operations, 1);
+    assert!(pulled.conflicts.is_empty());
+    a.pull().await.unwrap();
+    for node in [&a, &b] {
+        assert_eq!(cities(node.db()).await, cities(server.db()).await);
+        assert_eq!(people(node.db()).await, people(server.db()).await);
+        assert_eq!(log(node.db()).await, []);
+    }
+    assert_eq!(cities(server.db()).await.len(), 3);
+    assert_eq!(people(server.db()).await.len(), 2);
+}
+
+async fn a_stale_push_refers_only_to_rows_no_unseen_version_touched(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    let lyon = add_city(a.db(), "Lyon").await;
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    // A renames Lyon; B, unaware, adds a person in it: the server refuses until B pulls,
+    // as B's person refers to a row B has not seen the latest of.
+    rename_city(a.db(), lyon.id, "Lyon (a)").await;
+    a.push().await.unwrap();
+    add_person(b.db(), "Bea", lyon.id).await;
+    assert!(matches!(b.push().await, Err(Error::PullSuggested { .. })));
+    assert!(people(server.db()).await.is_empty());
+    // With rebasing off the server refuses every stale push, as python-sync-db did.
+    let mut config = ServerConfig::default();
+    config.rebase_pushes = false;
+    let db = server_db(backend, &format!("{name}_strict")).await.unwrap();
+    let strict = serve(SyncServer::builder(db).config(config), adapter).await;
+    let c = client(&strict, &format!("{name}_c")).await;
+    let d = client(&strict, &format!("{name}_d")).await;
+    add_city(c.db(), "Caen").await;
+    c.push().await.unwrap();
+    add_city(d.db(), "Dax").await;
+    assert!(matches!(d.push().await, Err(Error::PullSuggested { .. })));
+    d.sync().await.unwrap();
+    assert_eq!(cities(strict.db()).await.len(), 2);
+    b.sync().await.unwrap();
+    assert_eq!(people(server.db()).await.len(), 1);
 }
 
 async fn updates_and_deletes_propagate(backend: Backend, adapter: Adapter, name: &str) {
@@ -180,18 +259,26 @@ async fn inserts_with_the_same_key_on_two_nodes_move_the_local_row(
     let b_person = add_person(b.db(), "Bea", b_city.id).await;
     a.sync().await.unwrap();
 
+    // B has not pulled A's version, which touched nothing of B's: the server applies B's
+    // push, storing Brest under a fresh key, and B moves it too.
     let report = b.sync().await.unwrap();
-    let moved = &report.pulls[0].moved;
+    let push = report.push.unwrap();
+    assert!(push.rebased);
+    let moved = &push.moved;
     assert_eq!(moved.len(), 1);
     let (table, old, new) = &moved[0];
     assert_eq!((table.as_str(), *old), ("city", i64::from(b_city.id)));
-    // The local person followed its city.
+    assert!(*new > *old);
+    // The local person followed its city, and B then pulled A's Arles.
     let bea = person::Entity::find_by_id(b_person.id)
         .one(b.db())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(i64::from(bea.city_id), *new);
+    assert_eq!(report.pulls.len(), 1);
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+    assert_eq!(people(b.db()).await, people(server.db()).await);
     a.sync().await.unwrap();
 
     let expected = vec![
@@ -262,11 +349,16 @@ async fn server_writes_are_versioned_and_pulled(backend: Backend, adapter: Adapt
     assert_eq!(pulled.version, 1);
     assert_eq!(cities(a.db()).await, [(hq.id, "Headquarters".to_owned())]);
     assert_eq!(people(a.db()).await.len(), 1);
-    // A node that had not pulled them could not push over them.
+    // A node that had not pulled them pushes beside them: its city, which took the key of
+    // the server's, moves.
     let b = client(&server, &format!("{name}_b")).await;
-    add_city(b.db(), "Branch").await;
-    assert!(matches!(b.push().await, Err(Error::PullSuggested { .. })));
+    let branch = add_city(b.db(), "Branch").await;
+    let pushed = b.push().await.unwrap();
+    assert!(pushed.rebased);
+    assert_eq!(pushed.moved.len(), 1);
+    assert_eq!(pushed.moved[0].1, i64::from(branch.id));
     b.sync().await.unwrap();
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
     a.sync().await.unwrap();
     assert_eq!(cities(a.db()).await, cities(server.db()).await);
 }

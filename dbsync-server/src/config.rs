@@ -24,6 +24,11 @@ pub struct ServerConfig {
     /// (default `true`). With `false`, a registered node may read without one, for servers
     /// whose data is public; the node id and nonce are still checked.
     pub require_signed_reads: bool,
+    /// Whether a push from a node that has not pulled the latest versions is applied when
+    /// those versions touch none of its rows (default `true`). With `false`, every such push
+    /// is refused and the node pulls first, as python-sync-db did: nodes pushing at the
+    /// same time then take turns.
+    pub rebase_pushes: bool,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +39,7 @@ impl Default for ServerConfig {
             replay_window: Duration::from_secs(15 * 60),
             max_query_rows: 1_000,
             require_signed_reads: true,
+            rebase_pushes: true,
         }
     }
 }

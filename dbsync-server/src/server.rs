@@ -287,6 +287,22 @@ pub(crate) fn check_protocol(client: u32) -> Result<(), ServerError> {
 }
 
 /// A statement written with `$n` placeholders, rewritten for backends that use `?`.
+/// `name` quoted as an identifier for `backend`.
+pub(crate) fn quote(backend: DbBackend, name: &str) -> String {
+    match backend {
+        DbBackend::MySql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+/// `expr` read as a 64-bit integer: PostgreSQL keeps a 32-bit column's type.
+pub(crate) fn as_bigint(backend: DbBackend, expr: &str) -> String {
+    match backend {
+        DbBackend::Postgres => format!("CAST({expr} AS BIGINT)"),
+        _ => expr.to_owned(),
+    }
+}
+
 pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     let sql = if backend == DbBackend::Postgres {
         sql.to_owned()

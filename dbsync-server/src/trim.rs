@@ -49,6 +49,14 @@ impl SyncServer {
             ))
             .await?
             .rows_affected();
+        // A node whose push answer was lost learns its moves from a pull after its base
+        // version, which is above the horizon while it is active.
+        txn.execute_raw(statement(
+            txn.get_database_backend(),
+            "DELETE FROM dbsync_moved_keys WHERE version_id <= $1",
+            vec![horizon.into()],
+        ))
+        .await?;
         txn.execute_raw(statement(
             txn.get_database_backend(),
             "UPDATE dbsync_server_state SET trimmed_version = $1 WHERE id = 1 AND trimmed_version < $2",

@@ -139,6 +139,32 @@ pub(crate) async fn advance_version<C: ConnectionTrait>(db: &C, version: i64) ->
     Ok(())
 }
 
+/// Takes the version a push created if the node had every version before it; returns
+/// whether the node is now at `version` or later. A push the server applied on top of
+/// versions the node has not pulled leaves the version where it is: those versions still
+/// have to come.
+pub(crate) async fn take_pushed_version<C: ConnectionTrait>(db: &C, version: i64) -> Result<bool> {
+    let backend = db.get_database_backend();
+    db.execute_raw(stmt(
+        backend,
+        "UPDATE dbsync_node SET version = ? WHERE id = 1 AND version = ?",
+        vec![version.into(), (version - 1).into()],
+    ))
+    .await?;
+    let row = db
+        .query_one_raw(stmt(
+            backend,
+            "SELECT version FROM dbsync_node WHERE id = 1",
+            vec![],
+        ))
+        .await?;
+    let now: i64 = match row {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    Ok(now >= version)
+}
+
 pub(crate) async fn set_version<C: ConnectionTrait>(db: &C, version: i64) -> Result<()> {
     db.execute_raw(stmt(
         db.get_database_backend(),
@@ -150,15 +176,16 @@ pub(crate) async fn set_version<C: ConnectionTrait>(db: &C, version: i64) -> Res
 }
 
 /// Clears the push in flight if it is still `pending` (another process may have finished it
-/// and started the next).
-pub(crate) async fn clear_pending<C: ConnectionTrait>(db: &C, pending: &str) -> Result<()> {
-    db.execute_raw(stmt(
-        db.get_database_backend(),
-        "UPDATE dbsync_node SET pending_push = NULL WHERE id = 1 AND pending_push = ?",
-        vec![pending.into()],
-    ))
-    .await?;
-    Ok(())
+/// and started the next); returns whether it was.
+pub(crate) async fn clear_pending<C: ConnectionTrait>(db: &C, pending: &str) -> Result<bool> {
+    let cleared = db
+        .execute_raw(stmt(
+            db.get_database_backend(),
+            "UPDATE dbsync_node SET pending_push = NULL WHERE id = 1 AND pending_push = ?",
+            vec![pending.into()],
+        ))
+        .await?;
+    Ok(cleared.rows_affected() > 0)
 }
 
 pub(crate) async fn set_pending<C: ConnectionTrait>(db: &C, pending: Option<String>) -> Result<()> {

@@ -50,6 +50,17 @@ pub async fn add_city(db: &DatabaseConnection, name: &str) -> city::Model {
     .unwrap()
 }
 
+/// Renames city `id`, as an application would.
+pub async fn rename_city(db: &DatabaseConnection, id: i32, name: &str) {
+    city::ActiveModel {
+        id: Set(id),
+        name: Set(name.into()),
+    }
+    .update(db)
+    .await
+    .unwrap();
+}
+
 /// Inserts a person living in `city_id`.
 pub async fn add_person(db: &DatabaseConnection, name: &str, city_id: i32) -> person::Model {
     person::ActiveModel {

@@ -1,9 +1,11 @@
 //! The five procedures, one file each. Every handler is a plain async method of
 //! [`SyncServer`](crate::SyncServer) over typed messages: adapters only move bytes.
 
+mod keys;
 mod pull;
 mod push;
 mod query;
+mod rebase;
 mod register;
 mod repair;
 mod rows;

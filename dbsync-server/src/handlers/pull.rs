@@ -1,5 +1,6 @@
 //! `pull`: the server's operations since a node's version, one page at a time.
 
+use super::keys;
 use super::rows::ship;
 use crate::config::Procedure;
 use crate::error::ServerError;
@@ -57,12 +58,16 @@ impl SyncServer {
                 txn.get_database_backend(),
                 "SELECT seq, content_type_id, row_id, command, version_id FROM dbsync_operations \
                  WHERE version_id <= $1 AND (version_id > $2 OR (version_id = $3 AND seq > $4)) \
-                 ORDER BY version_id, seq LIMIT $5",
+                 AND version_id NOT IN (SELECT version_id FROM dbsync_versions \
+                 WHERE node_id = $5 AND version_id > $6) \
+                 ORDER BY version_id, seq LIMIT $7",
                 vec![
                     target.into(),
                     after.version.into(),
                     after.version.into(),
                     after.seq.into(),
+                    pull.meta.node_id.into(),
+                    after.version.into(),
                     i64::from(page + 1).into(),
                 ],
             ))
@@ -102,6 +107,9 @@ impl SyncServer {
             });
         }
         let rows = ship(&txn, registry, wanted, Rows::new(), None).await?;
+        // The node's own pushes are not in the page, so the last page covers every version
+        // up to the target, whatever its last operation.
+        let covered = if more { last.version } else { target };
         let own_pushes = txn
             .query_all_raw(statement(
                 txn.get_database_backend(),
@@ -110,15 +118,20 @@ impl SyncServer {
                 vec![
                     pull.meta.node_id.into(),
                     after.version.into(),
-                    last.version.into(),
+                    covered.into(),
                 ],
             ))
             .await?
             .iter()
             .map(|row| row.try_get_by_index::<String>(0))
             .collect::<Result<Vec<_>, _>>()?;
+        let own_moved = if own_pushes.is_empty() {
+            BTreeMap::new()
+        } else {
+            keys::moves_of(&txn, pull.meta.node_id, after.version, covered).await?
+        };
         let max_ids = if pull.after.is_none() {
-            max_ids(&txn, registry).await?
+            keys::max_ids(&txn, registry).await?
         } else {
             BTreeMap::new()
         };
@@ -140,52 +153,8 @@ impl SyncServer {
             next: more.then_some(last),
             max_ids,
             own_pushes,
+            own_moved,
         })
     }
 }
 
-async fn max_ids<C: ConnectionTrait>(
-    db: &C,
-    registry: &dbsync::Registry,
-) -> Result<BTreeMap<String, i64>, ServerError> {
-    let mut out = BTreeMap::new();
-    for info in registry.pulled() {
-        let (q, pk) = quote(db, &info.name, &info.primary_key);
-        // The key generator remembers keys of deleted rows too: a node must never pick one.
-        let (sql, values): (String, Vec<sea_orm::Value>) = match db.get_database_backend() {
-            sea_orm::DbBackend::Postgres => (
-                format!(
-                    "SELECT GREATEST((SELECT MAX({pk})::bigint FROM {q}), \
-                     pg_sequence_last_value(pg_get_serial_sequence($1, $2)::regclass))"
-                ),
-                vec![q.clone().into(), info.primary_key.clone().into()],
-            ),
-            sea_orm::DbBackend::Sqlite => (
-                format!(
-                    "SELECT MAX(x) FROM (SELECT MAX({pk}) AS x FROM {q} \
-                     UNION ALL SELECT seq FROM sqlite_sequence WHERE name = $1)"
-                ),
-                vec![info.name.clone().into()],
-            ),
-            _ => (
-                format!(
-                    "SELECT CAST(GREATEST(COALESCE((SELECT MAX({pk}) FROM {q}), 0), \
-                     COALESCE((SELECT AUTO_INCREMENT - 1 FROM information_schema.TABLES \
-                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = $1), 0)) AS SIGNED)"
-                ),
-                vec![info.name.clone().into()],
-            ),
-        };
-        let max: Option<i64> = scalar(db, &sql, values).await?;
-        out.insert(info.name.clone(), max.unwrap_or(0));
-    }
-    Ok(out)
-}
-
-fn quote<C: ConnectionTrait>(db: &C, table: &str, column: &str) -> (String, String) {
-    let q = |name: &str| match db.get_database_backend() {
-        sea_orm::DbBackend::MySql => format!("`{}`", name.replace('`', "``")),
-        _ => format!("\"{}\"", name.replace('"', "\"\"")),
-    };
-    (q(table), q(column))
-}

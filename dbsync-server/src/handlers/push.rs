@@ -1,24 +1,28 @@
 //! `push`: apply a node's operations in one transaction and record one new version.
 
+use super::rebase::{self, Unseen};
+use super::keys;
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, lock_latest, mark_seen, scalar, set_latest, stamp_pending};
 use dbsync::messages::{PushRequest, PushResponse, SignedRequest, WireOperation};
 use dbsync::{Command, Registry};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 use std::collections::HashSet;
 
 /// Operations logged per multi-row insert.
 const LOG_BATCH: usize = 500;
 
 impl SyncServer {
-    /// Accepts a push if the node has the server's latest version: applies its operations in
-    /// an order the foreign keys accept, in one transaction, without logging them as server
-    /// writes, and records them under one new version. A push whose id was applied before is
-    /// answered with that version and applies nothing.
+    /// Accepts a push if the node has the server's latest version, or if the versions it has
+    /// not seen touch none of its rows (see `rebase.rs`): applies its operations in an order
+    /// the foreign keys accept, in one transaction, without logging them as server writes,
+    /// and records them under one new version. Inserts whose key holds another row move to a
+    /// fresh key (`keys.rs`). A push whose id was applied before is answered with that
+    /// version and its moves, and applies nothing.
     #[tracing::instrument(name = "dbsync.push", skip_all, fields(node_id = request.node_id))]
     pub async fn handle_push(&self, request: &SignedRequest) -> Result<PushResponse, ServerError> {
-        let push: PushRequest = self
+        let mut push: PushRequest = self
             .authenticate(Procedure::Push, request, |p: &PushRequest| &p.meta)
             .await?;
         if push.push_id.is_empty() || push.push_id.len() > 64 {
@@ -41,37 +45,84 @@ impl SyncServer {
         if let Some(version) = known {
             txn.rollback().await?;
             tracing::info!(version, "push retried: answered from its first attempt");
+            let moved = keys::moves_of(self.db(), node_id, version - 1, version)
+                .await?
+                .remove(&push.push_id)
+                .unwrap_or_default();
             return Ok(PushResponse {
                 new_version: version,
                 replayed: true,
+                moved,
             });
         }
         // Only now: a retry of an applied push is answered above whatever it carries, and
         // any refusal below means that nothing of this push was ever applied.
         check_operations(registry, &push.operations)?;
-        if push.base_version != latest {
-            return Err(ServerError::PullRequired {
-                node: push.base_version,
-                server: latest,
-            });
+        let stale = push.base_version != latest;
+        let pull_first = ServerError::PullRequired {
+            node: push.base_version,
+            server: latest,
+        };
+        if stale && !self.inner.config.rebase_pushes {
+            return Err(pull_first);
+        }
+        let unseen = if stale {
+            match Unseen::load(&txn, &push, latest).await? {
+                Some(unseen) => Some(unseen),
+                None => return Err(pull_first),
+            }
+        } else {
+            None
+        };
+        let moved = keys::move_taken_keys(&txn, registry, &mut push, unseen.as_ref()).await?;
+        if let Some(unseen) = &unseen
+            && !rebase::can_rebase(&txn, registry, &push, unseen).await?
+        {
+            return Err(pull_first);
         }
         if let Some(hook) = &self.inner.before_push {
             hook(&txn, &push, None)
                 .await
                 .map_err(ServerError::Unauthorized)?;
         }
-        dbsync::apply_operations(&txn, registry, &push.operations, &push.rows).await?;
+        if stale {
+            // A constraint the rows break here (a unique value taken meanwhile, say) is the
+            // merge's to settle: the node pulls first, as it would have without rebasing.
+            let attempt = txn.begin().await?;
+            match dbsync::apply_operations(&attempt, registry, &push.operations, &push.rows).await
+            {
+                Ok(()) => attempt.commit().await?,
+                Err(dbsync::Error::Db(err)) if err.sql_err().is_some() => {
+                    attempt.rollback().await?;
+                    tracing::info!(%err, "stale push breaks a constraint: pull first");
+                    return Err(pull_first);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        } else {
+            dbsync::apply_operations(&txn, registry, &push.operations, &push.rows).await?;
+        }
         let version = latest + 1;
         set_latest(&txn, version, Some(node_id), Some(&push.push_id)).await?;
         log_operations(&txn, registry, &push.operations, version).await?;
+        keys::record_moves(&txn, version, &moved).await?;
         if let Some(hook) = &self.inner.after_push {
             hook(&txn, &push, Some(version))
                 .await
                 .map_err(ServerError::Unauthorized)?;
         }
         txn.commit().await?;
-        tracing::info!(version, operations = push.operations.len(), "push accepted");
-        mark_seen(self.db(), node_id, version).await?;
+        tracing::info!(
+            version,
+            operations = push.operations.len(),
+            moved = moved.len(),
+            rebased = stale,
+            "push accepted"
+        );
+        // A rebased push's node has not seen the versions before it: its horizon stays.
+        if !stale {
+            mark_seen(self.db(), node_id, version).await?;
+        }
         // The push is committed: a failed clean-up must not turn its answer into an error.
         if let Err(err) = self.prune_nonces().await {
             tracing::warn!(%err, "pruning nonces failed");
@@ -79,6 +130,7 @@ impl SyncServer {
         Ok(PushResponse {
             new_version: version,
             replayed: false,
+            moved,
         })
     }
 }

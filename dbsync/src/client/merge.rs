@@ -437,69 +437,12 @@ impl<'t> Merge<'t> {
     /// reference to it, so that the server's row can take its key.
     async fn move_local(&mut self, info: &TableInfo, old: i64) -> Result<i64> {
         let txn = self.txn;
-        let backend = txn.get_database_backend();
-        let (table, pk) = (quote(&info.name), quote(&info.primary_key));
-        let local_max = scalar(
-            txn,
-            &format!(
-                "SELECT {} FROM {table}",
-                as_bigint(backend, &format!("MAX({pk})"))
-            ),
-            vec![],
-        )
-        .await?;
-        let mut new_id = local_max
-            .unwrap_or(0)
+        let new_id = super::rekey::local_max(txn, info)
+            .await?
             .max(self.max_ids.get(&info.name).copied().unwrap_or(0))
-            .max(self.staging.max_id(txn, &info.name).await?);
-        if backend == DbBackend::Sqlite {
-            let seq = scalar(
-                txn,
-                "SELECT seq FROM sqlite_sequence WHERE name = ?",
-                vec![info.name.clone().into()],
-            )
-            .await?;
-            new_id = new_id.max(seq.unwrap_or(0));
-        }
-        new_id += 1;
-        let exec =
-            |sql: String, values: Vec<sea_orm::Value>| txn.execute_raw(stmt(backend, &sql, values));
-        exec(
-            format!("UPDATE {table} SET {pk} = ? WHERE {pk} = ?"),
-            vec![new_id.into(), old.into()],
-        )
-        .await?;
-        for child in self.registry.tables() {
-            for fk in &child.foreign_keys {
-                if let [column] = &fk.columns[..]
-                    && fk.to_table == info.name
-                {
-                    exec(
-                        format!(
-                            "UPDATE {} SET {} = ? WHERE {} = ?",
-                            quote(&child.name),
-                            quote(column),
-                            quote(column)
-                        ),
-                        vec![new_id.into(), old.into()],
-                    )
-                    .await?;
-                }
-            }
-        }
-        exec(
-            "UPDATE dbsync_operations SET row_id = ? WHERE content_type_id = ? AND row_id = ? AND version_id IS NULL".into(),
-            vec![new_id.into(), i64::from(info.content_type_id).into(), old.into()],
-        )
-        .await?;
-        if backend == DbBackend::Sqlite {
-            // An UPDATE of the key does not move SQLite's AUTOINCREMENT counter.
-            exec(
-                "UPDATE sqlite_sequence SET seq = ? WHERE name = ? AND seq < ?".into(),
-                vec![new_id.into(), info.name.clone().into(), new_id.into()],
-            )
-            .await?;
-        }
+            .max(self.staging.max_id(txn, &info.name).await?)
+            + 1;
+        super::rekey::move_row(txn, self.registry, info, old, new_id).await?;
         let original = self
             .moved_from
             .remove(&(info.content_type_id, old))
@@ -561,18 +504,4 @@ fn as_bigint(backend: DbBackend, expr: &str) -> String {
         DbBackend::Postgres => format!("CAST({expr} AS BIGINT)"),
         _ => expr.to_owned(),
     }
-}
-
-async fn scalar<C: ConnectionTrait>(
-    db: &C,
-    sql: &str,
-    values: Vec<sea_orm::Value>,
-) -> Result<Option<i64>> {
-    let row = db
-        .query_one_raw(stmt(db.get_database_backend(), sql, values))
-        .await?;
-    Ok(match row {
-        Some(row) => row.try_get_by_index::<Option<i64>>(0)?,
-        None => None,
-    })
 }

@@ -4,6 +4,7 @@ mod merge;
 mod pull;
 mod push;
 mod query;
+mod rekey;
 mod register;
 mod repair;
 mod staging;
@@ -138,22 +139,30 @@ impl Client {
         Ok(self.node().await?.version)
     }
 
-    /// Push; if the server has moved on, pull (merging local changes) and push again, at most
-    /// a few times. With nothing to push, just pull.
+    /// Push; if the server needs this node to pull first, pull (merging local changes) and
+    /// push again, at most a few times; then pull whatever the node has not seen yet (the
+    /// server may apply a push on top of versions the node has not pulled, when they touch
+    /// none of its rows). With nothing to push, just pull.
     #[tracing::instrument(name = "dbsync.client.sync", skip_all)]
     pub async fn sync(&self) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let mut refused = 0;
+        // Whether the node has versions left to pull: always when there was nothing to push,
+        // and after a push the server applied on top of versions the node had not seen.
+        let mut behind = true;
         while refused < self.inner.max_sync_attempts {
             match self.push().await {
                 Ok(push) if push.operations == 0 => {
-                    if report.push.is_none() {
+                    if behind {
                         report.pulls.push(self.pull().await?);
                     }
                     return Ok(report);
                 }
                 // A long backlog goes in several pushes.
-                Ok(push) => report.push = Some(push),
+                Ok(push) => {
+                    behind = push.rebased;
+                    report.push = Some(push);
+                }
                 Err(Error::PullSuggested { .. }) => {
                     refused += 1;
                     if refused > 1 {

@@ -57,6 +57,7 @@ impl Client {
         let mut target = None;
         let mut max_ids = BTreeMap::new();
         let mut own_pushes: Vec<String> = Vec::new();
+        let mut own_moved = BTreeMap::new();
         let mut fetched = self.pull_page(node, None, None).await;
         loop {
             let (page, wire) = fetched?;
@@ -67,6 +68,7 @@ impl Client {
             }
             target = Some(page.target_version);
             own_pushes.extend(page.own_pushes.iter().cloned());
+            own_moved.extend(page.own_moved.clone());
             // The next page downloads while this one is staged.
             let prefetch = async {
                 match &page.next {
@@ -98,16 +100,25 @@ impl Client {
             bytes: report.bytes,
         });
         let txn = crate::begin_untracked(db).await?;
+        crate::apply::defer_foreign_keys(&txn).await?;
         // A push in flight (from this process or another one sharing the database) that the
-        // server applied is in this pull: acknowledge it first, so that its rows are not
-        // mistaken for someone else's.
+        // server applied is among these versions, though not in the pull: acknowledge it
+        // first, with the keys the server moved, before its entries are merged as unsynced.
         if let Some(text) = node_state::load(&*txn).await?.and_then(|n| n.pending_push) {
             let pending = super::push::parse_pending(&text)?;
             if own_pushes.contains(&pending.push_id) {
-                super::push::acknowledge_in(&*txn, &text, &pending.seqs, None).await?;
+                let moves = own_moved.remove(&pending.push_id).unwrap_or_default();
+                super::push::acknowledge_in(
+                    &*txn,
+                    self.inner.registry,
+                    &text,
+                    &pending.seqs,
+                    None,
+                    &moves,
+                )
+                .await?;
             }
         }
-        crate::apply::defer_foreign_keys(&txn).await?;
         let mut merge = Merge::new(
             &txn,
             staging,

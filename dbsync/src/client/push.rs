@@ -9,7 +9,9 @@
 use super::Client;
 use super::transport::Kind;
 use crate::error::{Error, Result};
-use crate::messages::{ErrorCode, PushRequest, PushResponse, Rows, WireOperation, nonce};
+use crate::messages::{
+    ErrorCode, MovedKey, PushRequest, PushResponse, Rows, WireOperation, nonce,
+};
 use crate::node_state;
 use crate::oplog::{Command, Operation, compress, unsynced_operations};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -23,9 +25,15 @@ const MAX_LOG_ENTRIES: usize = 5_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PushReport {
-    /// The version the push created (the node's latest version now); `None` when there was
-    /// nothing to push.
+    /// The version the push created; `None` when there was nothing to push.
     pub new_version: Option<i64>,
+    /// Whether the server applied the push on top of versions this node has not pulled
+    /// (none of them touched its rows). The node's version did not move: its next pull
+    /// brings those versions. [`Client::sync`] pulls them at once.
+    pub rebased: bool,
+    /// Rows inserted here that the server stored under another key, because another node
+    /// had used theirs: `(table, old, new)`. They have their new key here too now.
+    pub moved: Vec<(String, i64, i64)>,
     /// Operations sent, after compression.
     pub operations: usize,
     /// Whether the server had already applied this push from an earlier attempt.
@@ -39,6 +47,19 @@ pub struct PushReport {
 pub(super) struct Pending {
     pub push_id: String,
     pub seqs: Vec<i64>,
+}
+
+impl PushReport {
+    fn nothing() -> PushReport {
+        PushReport {
+            new_version: None,
+            rebased: false,
+            moved: Vec::new(),
+            operations: 0,
+            replayed: false,
+            bytes: 0,
+        }
+    }
 }
 
 impl Client {
@@ -72,12 +93,7 @@ impl Client {
                 // server's size limit.
                 let ops = crate::oplog::oldest_unsynced(&txn, MAX_LOG_ENTRIES).await?;
                 if ops.is_empty() {
-                    return Ok(PushReport {
-                        new_version: None,
-                        operations: 0,
-                        replayed: false,
-                        bytes: 0,
-                    });
+                    return Ok(PushReport::nothing());
                 }
                 let pending = Pending {
                     push_id: nonce(),
@@ -94,13 +110,8 @@ impl Client {
         txn.commit().await?;
         if operations.is_empty() {
             // Only tables this node does not push: nothing to send.
-            self.acknowledge(&text, &pending.seqs, None).await?;
-            return Ok(PushReport {
-                new_version: None,
-                operations: 0,
-                replayed: false,
-                bytes: 0,
-            });
+            self.acknowledge(&text, &pending.seqs, None, &[]).await?;
+            return Ok(PushReport::nothing());
         }
         let request = PushRequest {
             meta: self.meta(node.node_id),
@@ -120,11 +131,29 @@ impl Client {
             .await;
         match result {
             Ok((answer, wire)) => {
-                self.acknowledge(&text, &pending.seqs, Some(answer.new_version))
+                let caught_up = self
+                    .acknowledge(
+                        &text,
+                        &pending.seqs,
+                        Some(answer.new_version),
+                        &answer.moved,
+                    )
                     .await?;
-                tracing::info!(version = answer.new_version, operations = count, "pushed");
+                tracing::info!(
+                    version = answer.new_version,
+                    operations = count,
+                    moved = answer.moved.len(),
+                    rebased = !caught_up,
+                    "pushed"
+                );
                 Ok(PushReport {
                     new_version: Some(answer.new_version),
+                    rebased: !caught_up,
+                    moved: answer
+                        .moved
+                        .into_iter()
+                        .map(|m| (m.table, m.old, m.new))
+                        .collect(),
                     operations: count,
                     replayed: answer.replayed,
                     bytes: wire.sent + wire.received,
@@ -203,13 +232,24 @@ impl Client {
         Ok((operations, rows))
     }
 
-    /// Removes the pushed entries from the log, clears the push in flight and moves the
-    /// version forward, in one transaction.
-    async fn acknowledge(&self, text: &str, seqs: &[i64], version: Option<i64>) -> Result<()> {
-        let txn = self.inner.db.begin().await?;
-        acknowledge_in(&txn, text, seqs, version).await?;
+    /// Removes the pushed entries from the log, clears the push in flight, moves the rows the
+    /// server moved and takes the push's version if the node had every version before it,
+    /// in one transaction. Returns whether the node has the push's version now.
+    async fn acknowledge(
+        &self,
+        text: &str,
+        seqs: &[i64],
+        version: Option<i64>,
+        moves: &[MovedKey],
+    ) -> Result<bool> {
+        let txn = crate::begin_untracked(&self.inner.db).await?;
+        if !moves.is_empty() {
+            crate::apply::defer_foreign_keys(&txn).await?;
+        }
+        let caught_up = acknowledge_in(&*txn, self.inner.registry, text, seqs, version, moves)
+            .await?;
         txn.commit().await?;
-        Ok(())
+        Ok(caught_up)
     }
 }
 
@@ -219,14 +259,18 @@ pub(super) fn parse_pending(text: &str) -> Result<Pending> {
         .map_err(|err| Error::InvalidOperation(format!("unreadable push in flight: {err}")))
 }
 
-/// Within `txn`: removes the log entries `seqs` of the push stored as `text`, clears it if it
-/// is still the push in flight, and moves the version forward.
+/// Within `txn` (untracked, with foreign keys deferred when there are `moves`): removes the
+/// log entries `seqs` of the push stored as `text`, clears it if it is still the push in
+/// flight, applies the server's `moves`, and takes the push's `version` if the node had
+/// every version before it. Returns whether the node is at `version` now.
 pub(super) async fn acknowledge_in<C: ConnectionTrait>(
     txn: &C,
+    registry: &crate::registry::Registry,
     text: &str,
     seqs: &[i64],
     version: Option<i64>,
-) -> Result<()> {
+    moves: &[MovedKey],
+) -> Result<bool> {
     for chunk in seqs.chunks(500) {
         let list = chunk
             .iter()
@@ -238,9 +282,13 @@ pub(super) async fn acknowledge_in<C: ConnectionTrait>(
         ))
         .await?;
     }
-    node_state::clear_pending(txn, text).await?;
-    if let Some(version) = version {
-        node_state::advance_version(txn, version).await?;
+    // Another process sharing this database may have acknowledged the push first; the
+    // moves are its to make, once.
+    if node_state::clear_pending(txn, text).await? {
+        super::rekey::apply_moves(txn, registry, moves).await?;
     }
-    Ok(())
+    match version {
+        Some(version) => node_state::take_pushed_version(txn, version).await,
+        None => Ok(true),
+    }
 }

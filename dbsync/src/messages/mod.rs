@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 /// The protocol version this build speaks. A server refuses requests of another version with
 /// [`ErrorCode::ProtocolMismatch`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Rows by table name.
 pub type Rows = BTreeMap<String, Vec<Row>>;
@@ -79,8 +79,9 @@ pub struct PushRequest {
     /// Chosen by the node, kept until the push is acknowledged: a retry with the same id is
     /// answered with the version the first attempt created, and applies nothing again.
     pub push_id: String,
-    /// The latest server version the node has; the push is accepted only if it is the
-    /// server's latest.
+    /// The latest server version the node has pulled. A push from an older version is
+    /// accepted only if none of the versions the node has not seen touch a row it changes
+    /// or refers to; otherwise the node must pull first.
     pub base_version: i64,
     /// Compressed operations, at most one per row.
     pub operations: Vec<WireOperation>,
@@ -91,11 +92,28 @@ pub struct PushRequest {
 /// The answer to an accepted push.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushResponse {
-    /// The version the push created; the node's new latest version.
+    /// The version the push created. It is the node's new latest version only when the push
+    /// was based on the version just before it; otherwise the node still has to pull the
+    /// versions in between.
     pub new_version: i64,
     /// True when this push id had been applied before and nothing was applied now.
     #[serde(default)]
     pub replayed: bool,
+    /// Inserted rows the server stored under another key, because their key already held
+    /// another row there (created by another node meanwhile). The node moves them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<MovedKey>,
+}
+
+/// A pushed row that the server stored under a new key, with every reference to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedKey {
+    /// The table.
+    pub table: String,
+    /// The key the node created the row with.
+    pub old: i64,
+    /// The key the row has on the server.
+    pub new: i64,
 }
 
 /// A position in the server's log: after this version's operation `seq`.
@@ -142,9 +160,13 @@ pub struct PullResponse {
     #[serde(default)]
     pub max_ids: BTreeMap<String, i64>,
     /// The push ids of this node's own pushes among this page's versions: a node whose push
-    /// answer was lost learns here that the push was applied.
+    /// answer was lost learns here that the push was applied. Their operations are not in
+    /// the page: the node has those rows already.
     #[serde(default)]
     pub own_pushes: Vec<String>,
+    /// The keys the server moved in those pushes, by push id (see [`PushResponse::moved`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub own_moved: BTreeMap<String, Vec<MovedKey>>,
 }
 
 /// A position in a repair snapshot: after this table's row `after_id`.
