@@ -39,7 +39,10 @@ pub(crate) async fn max_id<C: ConnectionTrait>(
     info: &TableInfo,
 ) -> Result<i64, ServerError> {
     let backend = db.get_database_backend();
-    let (q, pk) = (quote(backend, &info.name), quote(backend, &info.primary_key));
+    let (q, pk) = (
+        quote(backend, &info.name),
+        quote(backend, &info.primary_key),
+    );
     let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
         DbBackend::Postgres => (
             format!(
@@ -77,8 +80,15 @@ pub(crate) async fn move_taken_keys(
     unseen: Option<&Unseen>,
 ) -> Result<Vec<MovedKey>, ServerError> {
     let mut inserted: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for op in push.operations.iter().filter(|op| op.command == Command::Insert) {
-        inserted.entry(op.table.as_str()).or_default().push(op.row_id);
+    for op in push
+        .operations
+        .iter()
+        .filter(|op| op.command == Command::Insert)
+    {
+        inserted
+            .entry(op.table.as_str())
+            .or_default()
+            .push(op.row_id);
     }
     let mut moves: Vec<MovedKey> = Vec::new();
     for (table, ids) in inserted {
@@ -120,7 +130,10 @@ async fn existing_keys(
     ids: &[i64],
 ) -> Result<HashSet<i64>, ServerError> {
     let backend = txn.get_database_backend();
-    let (q, pk) = (quote(backend, &info.name), quote(backend, &info.primary_key));
+    let (q, pk) = (
+        quote(backend, &info.name),
+        quote(backend, &info.primary_key),
+    );
     let mut out = HashSet::new();
     for chunk in ids.chunks(CHUNK) {
         let list = chunk
@@ -132,10 +145,7 @@ async fn existing_keys(
             "SELECT {} FROM {q} WHERE {pk} IN ({list})",
             as_bigint(backend, &pk)
         );
-        for row in txn
-            .query_all_raw(statement(backend, &sql, vec![]))
-            .await?
-        {
+        for row in txn.query_all_raw(statement(backend, &sql, vec![])).await? {
             out.insert(row.try_get_by_index::<i64>(0)?);
         }
     }
@@ -243,4 +253,3 @@ pub(crate) async fn moves_of<C: ConnectionTrait>(
     }
     Ok(out)
 }
-

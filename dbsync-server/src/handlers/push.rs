@@ -1,7 +1,7 @@
 //! `push`: apply a node's operations in one transaction and record one new version.
 
-use super::rebase::{self, Unseen};
 use super::keys;
+use super::rebase::{self, Unseen};
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, lock_latest, mark_seen, scalar, set_latest, stamp_pending};
@@ -89,8 +89,7 @@ impl SyncServer {
             // A constraint the rows break here (a unique value taken meanwhile, say) is the
             // merge's to settle: the node pulls first, as it would have without rebasing.
             let attempt = txn.begin().await?;
-            match dbsync::apply_operations(&attempt, registry, &push.operations, &push.rows).await
-            {
+            match dbsync::apply_operations(&attempt, registry, &push.operations, &push.rows).await {
                 Ok(()) => attempt.commit().await?,
                 Err(dbsync::Error::Db(err)) if err.sql_err().is_some() => {
                     attempt.rollback().await?;

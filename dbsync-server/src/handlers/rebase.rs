@@ -58,7 +58,10 @@ impl Unseen {
         let mut rows = HashSet::with_capacity(found.len());
         for row in found {
             let ct: i64 = row.try_get_by_index(0)?;
-            rows.insert((u32::try_from(ct).unwrap_or(u32::MAX), row.try_get_by_index(1)?));
+            rows.insert((
+                u32::try_from(ct).unwrap_or(u32::MAX),
+                row.try_get_by_index(1)?,
+            ));
         }
         Ok(Some(Unseen(rows)))
     }
@@ -173,4 +176,3 @@ async fn deletes_keep_children(
     }
     Ok(true)
 }
-

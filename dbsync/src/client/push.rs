@@ -9,9 +9,7 @@
 use super::Client;
 use super::transport::Kind;
 use crate::error::{Error, Result};
-use crate::messages::{
-    ErrorCode, MovedKey, PushRequest, PushResponse, Rows, WireOperation, nonce,
-};
+use crate::messages::{ErrorCode, MovedKey, PushRequest, PushResponse, Rows, WireOperation, nonce};
 use crate::node_state;
 use crate::oplog::{Command, Operation, compress, unsynced_operations};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -246,8 +244,8 @@ impl Client {
         if !moves.is_empty() {
             crate::apply::defer_foreign_keys(&txn).await?;
         }
-        let caught_up = acknowledge_in(&*txn, self.inner.registry, text, seqs, version, moves)
-            .await?;
+        let caught_up =
+            acknowledge_in(&*txn, self.inner.registry, text, seqs, version, moves).await?;
         txn.commit().await?;
         Ok(caught_up)
     }

@@ -51,7 +51,11 @@ pub(super) async fn move_row<C: ConnectionTrait>(
         "UPDATE dbsync_operations SET row_id = ? WHERE content_type_id = ? AND row_id = ? \
          AND version_id IS NULL"
             .into(),
-        vec![new.into(), i64::from(info.content_type_id).into(), old.into()],
+        vec![
+            new.into(),
+            i64::from(info.content_type_id).into(),
+            old.into(),
+        ],
     )
     .await?;
     if backend == DbBackend::Sqlite {
