@@ -102,7 +102,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     show("bob", bob.db()).await?;
 
     println!(
-        "\n2. Alice syncs first, then Bob: his push is refused until he pulls, and his Oslo moves to a free key."
+        "\n2. Alice syncs first, then Bob: Alice's version touched nothing of his, so the server takes his push as it is, storing his Oslo under a free key; Bob moves it too, then pulls Paris."
     );
     let report = alice.sync().await?;
     println!(
@@ -110,10 +110,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         report.push.map_or(0, |p| p.operations)
     );
     let report = bob.sync().await?;
-    for pull in &report.pulls {
-        for (table, old, new) in &pull.moved {
-            println!("  bob moved {table} {old} -> {new} (and the rows pointing at it)");
-        }
+    let moved = report
+        .push
+        .iter()
+        .flat_map(|push| &push.moved)
+        .chain(report.pulls.iter().flat_map(|pull| &pull.moved));
+    for (table, old, new) in moved {
+        println!("  bob moved {table} {old} -> {new} (and the rows pointing at it)");
     }
     alice.sync().await?;
     show("server", &server_db).await?;
