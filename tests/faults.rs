@@ -349,7 +349,8 @@ async fn a_failing_pull_in_another_process_leaves_a_pull_in_progress_whole(
         &format!("{name}_b"),
         &server.url,
         move |builder| {
-            builder.page_size(5).progress(move |p| {
+            // Staged on disk, where the other process could reach the pages.
+            builder.page_size(5).staging_memory(0).progress(move |p| {
                 if p.phase == dbsync::Phase::Downloading && p.items == 5 {
                     paused.send(()).unwrap();
                     on_resume.lock().unwrap().recv().unwrap();

@@ -31,6 +31,7 @@ on_every_server!(
     server_writes_are_versioned_and_pulled,
     explicit_keys_keep_the_server_key_generator_ahead,
     a_long_pull_arrives_in_pages_with_progress,
+    pulls_and_repairs_staged_on_disk_or_in_memory_end_the_same,
     repair_refuses_to_lose_unsynced_changes_then_rebuilds,
     a_parent_written_after_its_table_was_paged_arrives_with_its_child,
     repair_moves_unique_values_between_pages,
@@ -547,6 +548,79 @@ async fn a_long_pull_arrives_in_pages_with_progress(
         "25 operations in pages of 4"
     );
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
+}
+
+async fn pulls_and_repairs_staged_on_disk_or_in_memory_end_the_same(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    for i in 0..30 {
+        let city = add_city(a.db(), &format!("city {i}")).await;
+        add_person(a.db(), &format!("person {i}"), city.id).await;
+    }
+    a.sync().await.unwrap();
+    // All on disk, spilling after a few pages, and all in memory.
+    for (earlier, (suffix, budget)) in [("disk", 0), ("spill", 1_500), ("memory", 1 << 20)]
+        .into_iter()
+        .enumerate()
+    {
+        let db = dbsync_tests::tracked_db(Backend::Sqlite, &format!("{name}_{suffix}"))
+            .await
+            .unwrap();
+        let node = Client::builder(db, server.url.clone())
+            .page_size(7)
+            .staging_memory(budget)
+            .build()
+            .unwrap();
+        node.register().await.unwrap();
+        // A local city under a key the server uses, with a person: the merge moves both.
+        let mine = add_city(node.db(), &format!("mine {suffix}")).await;
+        add_person(node.db(), "my person", mine.id).await;
+        let report = node.pull().await.unwrap();
+        // A's 60 rows, and the city and person each earlier node pushed.
+        assert_eq!(report.operations, 60 + 2 * earlier as u64, "{suffix}");
+        assert_eq!(report.moved.len(), 2, "{suffix}: {:?}", report.moved);
+        node.sync().await.unwrap();
+        assert_eq!(
+            cities(node.db()).await,
+            cities(server.db()).await,
+            "{suffix}"
+        );
+        assert_eq!(
+            people(node.db()).await,
+            people(server.db()).await,
+            "{suffix}"
+        );
+        assert_eq!(log(node.db()).await, [], "{suffix}");
+        let staged: Option<i64> = node
+            .db()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT COUNT(*) FROM dbsync_staged",
+            ))
+            .await
+            .unwrap()
+            .and_then(|row| row.try_get_by_index(0).ok());
+        assert_eq!(staged, Some(0), "{suffix}: the session's entries are gone");
+        // A repair rebuilds the same state, through the same staging.
+        let report = node.repair(UnsyncedPolicy::Refuse).await.unwrap();
+        assert!(report.rows > 0, "{suffix}");
+        assert_eq!(
+            cities(node.db()).await,
+            cities(server.db()).await,
+            "{suffix}"
+        );
+        assert_eq!(
+            people(node.db()).await,
+            people(server.db()).await,
+            "{suffix}"
+        );
+    }
 }
 
 async fn repair_refuses_to_lose_unsynced_changes_then_rebuilds(

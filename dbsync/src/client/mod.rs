@@ -79,6 +79,7 @@ struct Inner {
     auth: Option<AuthFn>,
     progress: Option<ProgressFn>,
     page_size: u32,
+    staging_memory: usize,
     max_sync_attempts: u32,
     policies: merge::Policies,
     compression: Compression,
@@ -118,6 +119,7 @@ impl Client {
             auth: None,
             progress: None,
             page_size: 2_000,
+            staging_memory: staging::MEMORY_BUDGET,
             max_sync_attempts: 8,
             policies: merge::Policies::default(),
             compression: Compression::Zstd,
@@ -230,6 +232,7 @@ pub struct ClientBuilder {
     auth: Option<AuthFn>,
     progress: Option<ProgressFn>,
     page_size: u32,
+    staging_memory: usize,
     max_sync_attempts: u32,
     policies: merge::Policies,
     compression: Compression,
@@ -297,6 +300,14 @@ impl ClientBuilder {
         self
     }
 
+    /// How many bytes of downloaded rows (counted as JSON) a pull or repair keeps in memory
+    /// before it stages them in the node's database (default 32 MiB). Below it a pull writes
+    /// each row once; above it memory stays flat however long the history.
+    pub fn staging_memory(mut self, bytes: usize) -> Self {
+        self.staging_memory = bytes;
+        self
+    }
+
     /// How request bodies over 1 KiB are compressed, and whether answers may be (default
     /// [`Compression::Zstd`]). dbsync's server speaks zstd and gzip; [`Compression::None`]
     /// suits a proxy that cannot pass compressed bodies.
@@ -355,6 +366,7 @@ impl ClientBuilder {
                 auth: self.auth,
                 progress: self.progress,
                 page_size: self.page_size,
+                staging_memory: self.staging_memory,
                 max_sync_attempts: self.max_sync_attempts,
                 policies: self.policies,
                 compression: self.compression,

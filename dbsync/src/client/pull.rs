@@ -38,7 +38,7 @@ impl Client {
     pub async fn pull(&self) -> Result<PullReport> {
         let db = &self.inner.db;
         let node = self.node().await?;
-        let staging = Staging::start(db).await?;
+        let staging = Staging::start(db, self.inner.staging_memory).await?;
         let result = self.pull_staged(&node, &staging).await;
         if result.is_err() {
             // Best effort: a session left behind is forgotten a day later anyway.

@@ -48,7 +48,7 @@ impl Client {
         let db = &self.inner.db;
         let node = self.node().await?;
         check_unsynced(db, unsynced).await?;
-        let staging = Staging::start(db).await?;
+        let staging = Staging::start(db, self.inner.staging_memory).await?;
         let result = self.repair_staged(&node, unsynced, &staging).await;
         if result.is_err() {
             let _ = staging.finish(db).await;

@@ -5,6 +5,10 @@
 //! Each pull or repair stages under a session of its own, so that two processes syncing one
 //! database never read or clear each other's pages. A row staged twice keeps its newest
 //! state and the newest operation the server logged for it.
+//!
+//! A session keeps its entries in memory up to [`MEMORY_BUDGET`], and moves them to the
+//! tables only past it: most pulls fit, and skip writing every row twice. The memory is the
+//! process's own, like the session.
 
 use crate::error::{Error, Result};
 use crate::messages::{RepairCursor, Rows, WireOperation, nonce, now_millis};
@@ -14,7 +18,8 @@ use crate::registry::Registry;
 use crate::row::Row;
 use crate::table::TableInfo;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionSession, TransactionTrait};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
 
 /// Entries written per statement (6 parameters each, far below SQLite's limit).
 const BATCH: usize = 1_000;
@@ -22,15 +27,33 @@ const BATCH: usize = 1_000;
 const CHUNK: u64 = 2_000;
 /// Sessions older than this were left by a process that died; their entries go.
 const STALE_MILLIS: i64 = 24 * 3600 * 1000;
+/// Bytes of staged rows (as JSON, roughly) a session keeps in memory by default before it
+/// moves them to the staging tables.
+pub(super) const MEMORY_BUDGET: usize = 32 << 20;
 
 /// One pull's or repair's staged entries.
 pub(super) struct Staging {
     session: String,
+    budget: usize,
+    memory: Mutex<Memory>,
+}
+
+/// The entries of a session that has not outgrown its budget.
+#[derive(Default)]
+struct Memory {
+    /// Everything is in the tables from now on.
+    spilled: bool,
+    bytes: usize,
+    /// Per table, by key: the newest command logged and the newest row.
+    entries: BTreeMap<String, BTreeMap<i64, (Option<Command>, Option<Row>)>>,
+    /// Repair pages by index, as they arrived.
+    pages: BTreeMap<i64, (StagedPage, String)>,
 }
 
 impl Staging {
-    /// A new, empty session; forgets the entries of sessions that died long ago.
-    pub(super) async fn start<C: ConnectionTrait>(db: &C) -> Result<Staging> {
+    /// A new, empty session that keeps up to `budget` bytes in memory; forgets the entries
+    /// of sessions that died long ago.
+    pub(super) async fn start<C: ConnectionTrait>(db: &C, budget: usize) -> Result<Staging> {
         for table in ["dbsync_staged", "dbsync_staged_pages"] {
             db.execute_raw(stmt(
                 db.get_database_backend(),
@@ -39,11 +62,21 @@ impl Staging {
             ))
             .await?;
         }
-        Ok(Staging { session: nonce() })
+        Ok(Staging {
+            session: nonce(),
+            budget,
+            memory: Mutex::new(Memory::default()),
+        })
+    }
+
+    fn memory(&self) -> MutexGuard<'_, Memory> {
+        // A panic while holding the lock left plain data behind; it is still usable.
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Removes this session's entries.
     pub(super) async fn finish<C: ConnectionTrait>(&self, db: &C) -> Result<()> {
+        *self.memory() = Memory::default();
         for table in ["dbsync_staged", "dbsync_staged_pages"] {
             db.execute_raw(stmt(
                 db.get_database_backend(),
@@ -57,7 +90,30 @@ impl Staging {
 
     /// Stores repair page `index` as it arrived: the table it walks, the cursor it was asked
     /// for, the one it ends at, and its rows as JSON text.
-    pub(super) async fn stage_page<C: ConnectionTrait>(
+    pub(super) async fn stage_page<C>(
+        &self,
+        db: &C,
+        index: i64,
+        page: &StagedPage,
+        rows: &str,
+    ) -> Result<()>
+    where
+        C: ConnectionTrait + TransactionTrait,
+        C::Transaction: ConnectionTrait,
+    {
+        {
+            let mut memory = self.memory();
+            if !memory.spilled && memory.bytes + rows.len() <= self.budget {
+                memory.bytes += rows.len();
+                memory.pages.insert(index, (page.clone(), rows.to_owned()));
+                return Ok(());
+            }
+        }
+        self.spill(db).await?;
+        self.write_page(db, index, page, rows).await
+    }
+
+    async fn write_page<C: ConnectionTrait>(
         &self,
         db: &C,
         index: i64,
@@ -90,6 +146,17 @@ impl Staging {
         txn: &DatabaseTransaction,
         index: i64,
     ) -> Result<Option<(StagedPage, Rows)>> {
+        let malformed = |e: serde_json::Error| Error::ServerError {
+            status: 200,
+            message: format!("a repair page that does not decode: {e}"),
+        };
+        let kept = self.memory().pages.remove(&index);
+        if let Some((page, text)) = kept {
+            return Ok(Some((
+                page,
+                serde_json::from_str(&text).map_err(malformed)?,
+            )));
+        }
         let row = txn
             .query_one_raw(stmt(
                 txn.get_database_backend(),
@@ -100,10 +167,6 @@ impl Staging {
             .await?;
         let Some(row) = row else {
             return Ok(None);
-        };
-        let malformed = |e: serde_json::Error| Error::ServerError {
-            status: 200,
-            message: format!("a repair page that does not decode: {e}"),
         };
         let cursor = |i: usize| -> Result<Option<RepairCursor>> {
             let text: Option<String> = row.try_get_by_index(i)?;
@@ -146,6 +209,10 @@ impl Staging {
                 }
             }
         }
+        if self.keep(ops, rows, &by_key)? {
+            return Ok(());
+        }
+        self.spill(db).await?;
         let mut entries: Vec<(&str, i64, Option<&'static str>, Option<String>)> =
             Vec::with_capacity(ops.len() + by_key.len());
         let mut named: HashSet<(&str, i64)> = HashSet::with_capacity(ops.len());
@@ -174,6 +241,109 @@ impl Staging {
                 entries.push((table, id, None, Some(json_text(row))));
             }
         }
+        self.write_entries(db, &entries).await
+    }
+
+    /// Stages one page in memory if it fits the budget; `false` when it does not (or the
+    /// session already outgrew it).
+    fn keep(
+        &self,
+        ops: &[WireOperation],
+        rows: &Rows,
+        by_key: &HashMap<(&str, i64), &Row>,
+    ) -> Result<bool> {
+        let mut memory = self.memory();
+        let size: usize = rows.values().flatten().map(row_size).sum();
+        if memory.spilled || memory.bytes + size + ops.len() * 16 > self.budget {
+            return Ok(false);
+        }
+        memory.bytes += size + ops.len() * 16;
+        let mut named: HashSet<(&str, i64)> = HashSet::with_capacity(ops.len());
+        for op in ops {
+            named.insert((op.table.as_str(), op.row_id));
+            let data = match op.command {
+                Command::Delete => None,
+                _ => by_key
+                    .get(&(op.table.as_str(), op.row_id))
+                    .map(|r| (*r).clone()),
+            };
+            let slot = memory
+                .entries
+                .entry(op.table.clone())
+                .or_default()
+                .entry(op.row_id)
+                .or_default();
+            *slot = (Some(op.command), data);
+        }
+        for (&(table, id), row) in by_key {
+            if named.contains(&(table, id)) {
+                continue;
+            }
+            let slot = memory
+                .entries
+                .entry(table.to_owned())
+                .or_default()
+                .entry(id)
+                .or_default();
+            slot.1 = Some((*row).clone());
+        }
+        Ok(true)
+    }
+
+    /// Moves the entries and pages kept in memory to the staging tables; from now on the
+    /// session stages there.
+    async fn spill<C: TransactionTrait>(&self, db: &C) -> Result<()>
+    where
+        C::Transaction: ConnectionTrait,
+    {
+        let kept = {
+            let mut memory = self.memory();
+            if memory.spilled {
+                return Ok(());
+            }
+            std::mem::replace(
+                &mut *memory,
+                Memory {
+                    spilled: true,
+                    ..Memory::default()
+                },
+            )
+        };
+        let texts: Vec<(String, i64, Option<&'static str>, Option<String>)> = kept
+            .entries
+            .iter()
+            .flat_map(|(table, rows)| {
+                rows.iter().map(move |(id, (command, data))| {
+                    (
+                        table.clone(),
+                        *id,
+                        command.map(Command::letter),
+                        data.as_ref().map(json_text),
+                    )
+                })
+            })
+            .collect();
+        let entries: Vec<(&str, i64, Option<&'static str>, Option<String>)> = texts
+            .iter()
+            .map(|(table, id, command, data)| (table.as_str(), *id, *command, data.clone()))
+            .collect();
+        self.write_entries(db, &entries).await?;
+        let txn = db.begin().await?;
+        for (index, (page, rows)) in kept.pages {
+            self.write_page(&txn, index, &page, &rows).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    async fn write_entries<C: TransactionTrait>(
+        &self,
+        db: &C,
+        entries: &[(&str, i64, Option<&'static str>, Option<String>)],
+    ) -> Result<()>
+    where
+        C::Transaction: ConnectionTrait,
+    {
         let now = now_millis();
         let txn = db.begin().await?;
         let backend = txn.get_database_backend();
@@ -208,7 +378,7 @@ impl Staging {
     /// Reads the staged entries of `table`, a chunk at a time, in key order.
     pub(super) fn latest<'a>(&'a self, table: &'a TableInfo) -> Latest<'a> {
         Latest {
-            session: &self.session,
+            staging: self,
             table,
             after: i64::MIN,
         }
@@ -216,6 +386,16 @@ impl Staging {
 
     /// The largest key staged for `table`.
     pub(super) async fn max_id(&self, txn: &DatabaseTransaction, table: &str) -> Result<i64> {
+        {
+            let memory = self.memory();
+            if !memory.spilled {
+                let max = memory
+                    .entries
+                    .get(table)
+                    .and_then(|rows| rows.keys().next_back());
+                return Ok(max.copied().unwrap_or(0));
+            }
+        }
         let row = txn
             .query_one_raw(stmt(
                 txn.get_database_backend(),
@@ -234,7 +414,25 @@ fn json_text(row: &Row) -> String {
     serde_json::to_string(row).unwrap_or_default()
 }
 
+/// Roughly the bytes `row` takes as JSON.
+fn row_size(row: &Row) -> usize {
+    row.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    serde_json::Value::String(text) => text.len() + 2,
+                    serde_json::Value::Null | serde_json::Value::Bool(_) => 5,
+                    serde_json::Value::Number(_) => 10,
+                    other => other.to_string().len(),
+                }
+                + 2
+        })
+        .sum::<usize>()
+        + 2
+}
+
 /// Where a repair page sits in the server's walk over its tables.
+#[derive(Clone)]
 pub(super) struct StagedPage {
     /// The table the page walks (`None` from a server that does not say).
     pub walked: Option<String>,
@@ -253,7 +451,7 @@ pub(super) struct Entry {
 
 /// A reader of one table's staged entries.
 pub(super) struct Latest<'a> {
-    session: &'a str,
+    staging: &'a Staging,
     table: &'a TableInfo,
     after: i64,
 }
@@ -262,6 +460,27 @@ impl Latest<'_> {
     /// The next chunk; empty at the end.
     pub(super) async fn next(&mut self, txn: &DatabaseTransaction) -> Result<Vec<Entry>> {
         let table = self.table;
+        {
+            let memory = self.staging.memory();
+            if !memory.spilled {
+                let Some(rows) = memory.entries.get(&table.name) else {
+                    return Ok(Vec::new());
+                };
+                let entries: Vec<Entry> = rows
+                    .range(self.after.saturating_add(1)..)
+                    .take(CHUNK as usize)
+                    .map(|(id, (command, data))| Entry {
+                        row_id: *id,
+                        command: *command,
+                        data: data.clone(),
+                    })
+                    .collect();
+                if let Some(last) = entries.last() {
+                    self.after = last.row_id;
+                }
+                return Ok(entries);
+            }
+        }
         let rows = txn
             .query_all_raw(stmt(
                 txn.get_database_backend(),
@@ -270,7 +489,7 @@ impl Latest<'_> {
                      AND table_name = ? AND row_id > ? ORDER BY row_id LIMIT {CHUNK}"
                 ),
                 vec![
-                    self.session.to_owned().into(),
+                    self.staging.session.clone().into(),
                     table.name.clone().into(),
                     self.after.into(),
                 ],
