@@ -111,6 +111,13 @@ fn pk_column<E: Tracked>() -> E::Column {
         .into_column()
 }
 
+/// The primary key of a row in JSON form.
+fn row_key<E: Tracked>(row: &Row) -> Option<i64> {
+    let column = pk_column::<E>();
+    row.get(sea_orm::IdenStatic::as_str(&column))
+        .and_then(serde_json::Value::as_i64)
+}
+
 fn rows<E: Tracked>(models: Vec<E::Model>) -> Vec<Row> {
     models.iter().map(to_row::<E>).collect()
 }
@@ -127,6 +134,26 @@ where
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(ids.len());
+            if let (Some(&low), Some(&high)) = (ids.iter().min(), ids.iter().max())
+                && ids.len() > 64
+                && high
+                    .checked_sub(low)
+                    .is_some_and(|span| span < 2 * ids.len() as i64)
+            {
+                // Mostly consecutive keys (a batch of new rows, typically): one range scan
+                // instead of IN lists, keeping the rows asked for.
+                let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+                let found = E::find()
+                    .filter(pk_column::<E>().between(low, high))
+                    .all(db)
+                    .await?;
+                out.extend(
+                    rows::<E>(found)
+                        .into_iter()
+                        .filter(|row| row_key::<E>(row).is_some_and(|id| wanted.contains(&id))),
+                );
+                return Ok(out);
+            }
             // Bounded IN lists: SQLite refuses more than 32766 parameters per statement.
             for chunk in ids.chunks(900) {
                 let found = E::find()

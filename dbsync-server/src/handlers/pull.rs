@@ -56,14 +56,15 @@ impl SyncServer {
         let found = txn
             .query_all_raw(statement(
                 txn.get_database_backend(),
+                // A row-value comparison walks the (version_id, seq) index in order; the
+                // equivalent OR made SQLite merge two scans and sort them.
                 "SELECT seq, content_type_id, row_id, command, version_id FROM dbsync_operations \
-                 WHERE version_id <= $1 AND (version_id > $2 OR (version_id = $3 AND seq > $4)) \
+                 WHERE version_id <= $1 AND (version_id, seq) > ($2, $3) \
                  AND version_id NOT IN (SELECT version_id FROM dbsync_versions \
-                 WHERE node_id = $5 AND version_id > $6) \
-                 ORDER BY version_id, seq LIMIT $7",
+                 WHERE node_id = $4 AND version_id > $5) \
+                 ORDER BY version_id, seq LIMIT $6",
                 vec![
                     target.into(),
-                    after.version.into(),
                     after.version.into(),
                     after.seq.into(),
                     pull.meta.node_id.into(),
