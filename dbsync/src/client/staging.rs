@@ -38,6 +38,9 @@ pub(super) struct Staging {
     memory: Mutex<Memory>,
 }
 
+/// A row kept in memory: the newest command logged for it, and its newest state.
+type Kept = (Option<Command>, Option<Row>);
+
 /// The entries of a session that has not outgrown its budget.
 #[derive(Default)]
 struct Memory {
@@ -45,7 +48,7 @@ struct Memory {
     spilled: bool,
     bytes: usize,
     /// Per table, by key: the newest command logged and the newest row.
-    entries: BTreeMap<String, BTreeMap<i64, (Option<Command>, Option<Row>)>>,
+    entries: BTreeMap<String, BTreeMap<i64, Kept>>,
     /// Repair pages by index, as they arrived.
     pages: BTreeMap<i64, (StagedPage, String)>,
 }
