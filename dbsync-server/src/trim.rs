@@ -49,14 +49,8 @@ impl SyncServer {
             ))
             .await?
             .rows_affected();
-        // A node whose push answer was lost learns its moves from a pull after its base
-        // version, which is above the horizon while it is active.
-        txn.execute_raw(statement(
-            txn.get_database_backend(),
-            "DELETE FROM dbsync_moved_keys WHERE version_id <= $1",
-            vec![horizon.into()],
-        ))
-        .await?;
+        // `dbsync_moved_keys` stays, like `dbsync_versions`: a push counts as seen once it
+        // commits, and a node whose answer was lost still needs its moves when it retries.
         txn.execute_raw(statement(
             txn.get_database_backend(),
             "UPDATE dbsync_server_state SET trimmed_version = $1 WHERE id = 1 AND trimmed_version < $2",

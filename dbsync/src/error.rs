@@ -170,6 +170,11 @@ pub enum Error {
         count: usize,
     },
 
+    /// Other processes sharing this database kept starting pushes while a pull ran, so the
+    /// pull could not tell which of their rows the server has; try again.
+    #[error("other processes kept pushing during the pull; try again")]
+    Busy,
+
     /// The connected database is not one dbsync supports.
     #[error("unsupported database backend: {0}")]
     UnsupportedBackend(String),

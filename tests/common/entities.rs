@@ -116,6 +116,25 @@ pub mod tag {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Push-only: local writes go up, other nodes' rows never come down.
+pub mod note {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, dbsync::Tracked)]
+    #[sea_orm(table_name = "note")]
+    #[dbsync(direction = "push")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub text: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// One column of every value type dbsync encodes.
 pub mod every_type {
     use sea_orm::entity::prelude::*;

@@ -134,6 +134,7 @@ pub async fn create_fixture_tables(db: &DatabaseConnection) {
         .register(pet::Entity)
         .register(house::Entity)
         .register(tag::Entity)
+        .register(note::Entity)
         .register(every_type::Entity)
         .apply(db)
         .await

@@ -14,6 +14,9 @@ use crate::messages::{LogCursor, PullRequest, PullResponse};
 use crate::node_state;
 use std::collections::BTreeMap;
 
+/// Attempts of a pull that other processes' pushes keep interrupting.
+const PULL_ROUNDS: usize = 5;
+
 /// What a pull did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -35,23 +38,61 @@ pub struct PullReport {
 impl Client {
     /// Pulls and applies the server's changes since this node's version.
     #[tracing::instrument(name = "dbsync.client.pull", skip_all)]
+    ///
+    /// A push whose answer has not arrived (this process's or another's sharing the database)
+    /// is settled first, by asking again: the server may apply it any time, and its rows
+    /// must not be merged as if it had never been sent.
     pub async fn pull(&self) -> Result<PullReport> {
         let db = &self.inner.db;
-        let node = self.node().await?;
-        let staging = Staging::start(db, self.inner.staging_memory).await?;
-        let result = self.pull_staged(&node, &staging).await;
-        if result.is_err() {
-            // Best effort: a session left behind is forgotten a day later anyway.
-            let _ = staging.finish(db).await;
+        for _ in 0..PULL_ROUNDS {
+            let refused = self.settle_pending_push().await?;
+            let node = self.node().await?;
+            let staging = Staging::start(db, self.inner.staging_memory).await?;
+            let result = self.pull_staged(&node, &staging, refused.as_deref()).await;
+            if !matches!(result, Ok(Some(_))) {
+                // Best effort: a session left behind is forgotten a day later anyway.
+                let _ = staging.finish(db).await;
+            }
+            if let Some(report) = result? {
+                return Ok(report);
+            }
         }
-        result
+        Err(crate::Error::Busy)
     }
 
+    /// Retries the push in flight, if any, until the server answers. Returns the push id of
+    /// a push the server refused but that stays in flight (a refusal that may not hold, such
+    /// as a failed authorization): the pull goes on with its rows as local changes.
+    async fn settle_pending_push(&self) -> Result<Option<String>> {
+        if self.node().await?.pending_push.is_none() {
+            return Ok(None);
+        }
+        match self.push().await {
+            Ok(_) => Ok(None),
+            // No answer: what became of the push is still unknown.
+            Err(
+                err @ (crate::Error::Offline(_)
+                | crate::Error::Timeout
+                | crate::Error::ServerError { .. }
+                | crate::Error::Db(_)),
+            ) => Err(err),
+            Err(_) => Ok(self
+                .node()
+                .await?
+                .pending_push
+                .and_then(|text| super::push::parse_pending(&text).ok())
+                .map(|pending| pending.push_id)),
+        }
+    }
+
+    /// One attempt; `None` when another process started a push meanwhile that this pull's
+    /// pages do not settle.
     async fn pull_staged(
         &self,
         node: &node_state::NodeState,
         staging: &Staging,
-    ) -> Result<PullReport> {
+        refused: Option<&str>,
+    ) -> Result<Option<PullReport>> {
         let db = &self.inner.db;
         let mut report = PullReport::default();
         let mut target = None;
@@ -101,12 +142,18 @@ impl Client {
         });
         let txn = crate::begin_untracked(db).await?;
         crate::apply::defer_foreign_keys(&txn).await?;
-        // A push in flight (from this process or another one sharing the database) that the
-        // server applied is among these versions, though not in the pull: acknowledge it
-        // first, with the keys the server moved, before its entries are merged as unsynced.
+        // A push another process sharing the database started during the download: if the
+        // server applied it, it is among these versions (though not in the pull), and is
+        // acknowledged first, with the keys the server moved. Otherwise the server may still
+        // apply it, moving keys the merge would move too: it is settled first.
         if let Some(text) = node_state::load(&*txn).await?.and_then(|n| n.pending_push) {
             let pending = super::push::parse_pending(&text)?;
-            if own_pushes.contains(&pending.push_id) {
+            if refused == Some(pending.push_id.as_str()) {
+                // Refused just now: its rows merge as local changes.
+            } else if !own_pushes.contains(&pending.push_id) {
+                txn.rollback().await?;
+                return Ok(None);
+            } else {
                 let moves = own_moved.remove(&pending.push_id).unwrap_or_default();
                 super::push::acknowledge_in(
                     &*txn,
@@ -143,7 +190,7 @@ impl Client {
             operations = report.operations,
             "pulled"
         );
-        Ok(report)
+        Ok(Some(report))
     }
 }
 

@@ -92,8 +92,10 @@ pub(super) async fn local_max<C: ConnectionTrait>(txn: &C, info: &TableInfo) -> 
 }
 
 /// Applies the moves the server made to a push's inserts. A local row that holds a key the
-/// server handed out (one written after the push was built) moves above every key in play
-/// first; it is unsynced, and its own push may move it again.
+/// server handed out (one written after the push was built, or its log if it was deleted
+/// since) moves above every key in play first; it is unsynced, and its own push may move it
+/// again. The pushed rows are under the keys they were pushed with: a pull never merges
+/// while a push's fate is unknown.
 pub(super) async fn apply_moves<C: ConnectionTrait>(
     txn: &C,
     registry: &Registry,
@@ -106,14 +108,22 @@ pub(super) async fn apply_moves<C: ConnectionTrait>(
         if m.old == m.new {
             continue;
         }
+        // The key is taken by a local row, or by the log of one written and deleted since
+        // the push was built: its entries must not end up on the pushed row.
         let holder = scalar(
             txn,
             &format!(
-                "SELECT {pk} FROM {table} WHERE {pk} = ?",
+                "SELECT {pk} FROM {table} WHERE {pk} = ? UNION ALL \
+                 SELECT row_id FROM dbsync_operations WHERE content_type_id = ? AND row_id = ? \
+                 AND version_id IS NULL",
                 pk = quote(&info.primary_key),
                 table = quote(&info.name)
             ),
-            vec![m.new.into()],
+            vec![
+                m.new.into(),
+                i64::from(info.content_type_id).into(),
+                m.new.into(),
+            ],
         )
         .await?;
         if holder.is_some() {
