@@ -77,6 +77,26 @@ pub struct ForeignKey {
     pub on_delete: Option<FkAction>,
 }
 
+impl ForeignKey {
+    /// The referencing column, when this key is one column pointing at `primary_key` of the
+    /// referenced table: the only kind whose value follows a row moved to a new key.
+    ///
+    /// ```
+    /// # use dbsync::ForeignKey;
+    /// # fn check(fk: &ForeignKey) {
+    /// if let Some(column) = fk.key_column("id") {
+    ///     println!("{column} holds an id of `{}`", fk.to_table);
+    /// }
+    /// # }
+    /// ```
+    pub fn key_column(&self, primary_key: &str) -> Option<&str> {
+        match (&self.columns[..], &self.to_columns[..]) {
+            ([column], [to]) if to == primary_key => Some(column),
+            _ => None,
+        }
+    }
+}
+
 /// A referential action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

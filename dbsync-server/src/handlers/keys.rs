@@ -179,7 +179,10 @@ fn rewrite(registry: &Registry, push: &mut PushRequest, moves: &[MovedKey]) {
                 row.insert(info.primary_key.clone(), Json::from(*new));
             }
             for fk in &info.foreign_keys {
-                let [column] = &fk.columns[..] else {
+                let Some(column) = registry
+                    .table(&fk.to_table)
+                    .and_then(|parent| fk.key_column(&parent.primary_key))
+                else {
                     continue;
                 };
                 if let Some(new) = row
@@ -187,7 +190,7 @@ fn rewrite(registry: &Registry, push: &mut PushRequest, moves: &[MovedKey]) {
                     .and_then(Json::as_i64)
                     .and_then(|id| by_key.get(&(fk.to_table.as_str(), id)))
                 {
-                    row.insert(column.clone(), Json::from(*new));
+                    row.insert(column.to_owned(), Json::from(*new));
                 }
             }
         }

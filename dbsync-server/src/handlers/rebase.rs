@@ -113,9 +113,13 @@ pub(crate) async fn can_rebase(
         };
         for row in rows {
             for fk in &info.foreign_keys {
-                let ([column], Some(parent)) = (&fk.columns[..], registry.table(&fk.to_table))
-                else {
+                let Some(parent) = registry.table(&fk.to_table) else {
                     continue;
+                };
+                // A key over several columns, or onto another unique column: not checked
+                // here, so the node pulls first.
+                let Some(column) = fk.key_column(&parent.primary_key) else {
+                    return Ok(false);
                 };
                 if let Some(id) = row.get(column).and_then(Json::as_i64)
                     && !inserted.contains(&(parent.name.as_str(), id))
@@ -149,8 +153,14 @@ async fn deletes_keep_children(
     let backend = txn.get_database_backend();
     for child in registry.tables() {
         for fk in &child.foreign_keys {
-            let [column] = &fk.columns[..] else {
+            let Some(parent) = registry.table(&fk.to_table) else {
                 continue;
+            };
+            if !deleted.iter().any(|(table, _)| *table == parent.name) {
+                continue;
+            }
+            let Some(column) = fk.key_column(&parent.primary_key) else {
+                return Ok(false);
             };
             let parents: Vec<String> = deleted
                 .iter()

@@ -31,8 +31,8 @@ pub(super) async fn move_row<C: ConnectionTrait>(
     .await?;
     for child in registry.tables() {
         for fk in &child.foreign_keys {
-            if let [column] = &fk.columns[..]
-                && fk.to_table == info.name
+            if fk.to_table == info.name
+                && let Some(column) = fk.key_column(&info.primary_key)
             {
                 exec(
                     format!(
