@@ -2,9 +2,9 @@
 //! actix-web) and nodes with their own SQLite files, through the public API only.
 
 use dbsync::{Client, Error, UnsyncedPolicy};
-use dbsync_server::{ServerConfig, SyncServer};
+use dbsync_server::SyncServer;
 use dbsync_tests::entities::{city, person};
-use dbsync_tests::fixtures::{add_city, add_person, cities, people, rename_city};
+use dbsync_tests::fixtures::{add_city, add_person, cities, people};
 use dbsync_tests::harness::{
     Adapter, TestServer, client, serve, server_db, start, unregistered_client,
 };
@@ -18,14 +18,9 @@ on_every_server!(
     every_compression_setting_syncs_and_compression_shrinks_the_wire,
     register_gives_each_node_its_own_credentials,
     a_push_reaches_another_node_through_its_pull,
-    a_stale_push_over_an_unseen_change_suggests_a_pull_and_sync_recovers,
-    a_stale_push_of_unrelated_rows_is_applied_and_the_node_pulls_the_rest,
-    a_stale_push_refers_only_to_rows_no_unseen_version_touched,
     updates_and_deletes_propagate,
     inserts_with_the_same_key_on_two_nodes_move_the_local_row,
     a_retried_push_whose_answer_was_lost_applies_once,
-    keys_moved_by_a_push_whose_answer_was_lost_arrive_with_the_retry_or_the_pull,
-    an_insert_never_reuses_a_key_an_unseen_version_used,
     a_lost_push_followed_by_a_local_delete_deletes_on_the_server,
     pulling_while_a_push_is_in_flight_does_not_duplicate_it,
     server_writes_are_versioned_and_pulled,
@@ -38,20 +33,6 @@ on_every_server!(
     query_returns_typed_models,
     concurrent_pushes_from_many_clients_lose_nothing,
 );
-
-async fn versions(server: &TestServer) -> Vec<i64> {
-    let rows = server
-        .db()
-        .query_all_raw(sea_orm::Statement::from_string(
-            server.db().get_database_backend(),
-            "SELECT version_id FROM dbsync_versions ORDER BY version_id",
-        ))
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|r| r.try_get_by_index(0).unwrap())
-        .collect()
-}
 
 async fn register_gives_each_node_its_own_credentials(
     backend: Backend,
@@ -97,131 +78,7 @@ async fn a_push_reaches_another_node_through_its_pull(
     assert_eq!(people(b.db()).await, people(a.db()).await);
     assert_eq!(cities(server.db()).await, cities(a.db()).await);
     assert_eq!(log(b.db()).await, [], "pulled rows are not local changes");
-    assert_eq!(versions(&server).await, [1]);
-}
-
-async fn a_stale_push_over_an_unseen_change_suggests_a_pull_and_sync_recovers(
-    backend: Backend,
-    adapter: Adapter,
-    name: &str,
-) {
-    let Some(server) = start(backend, adapter, name).await else {
-        return;
-    };
-    let a = client(&server, &format!("{name}_a")).await;
-    let b = client(&server, &format!("{name}_b")).await;
-    let lyon = add_city(a.db(), "Lyon").await;
-    a.push().await.unwrap();
-    b.pull().await.unwrap();
-    rename_city(a.db(), lyon.id, "Lyon (a)").await;
-    a.push().await.unwrap();
-    rename_city(b.db(), lyon.id, "Lyon (b)").await;
-    match b.push().await {
-        Err(Error::PullSuggested { .. }) => {}
-        other => panic!("expected PullSuggested, got {other:?}"),
-    }
-    // Nothing of B's reached the server.
-    assert_eq!(
-        cities(server.db()).await,
-        [(lyon.id, "Lyon (a)".to_owned())]
-    );
-    assert_eq!(versions(&server).await, [1, 2]);
-    let report = b.sync().await.unwrap();
-    assert_eq!(report.pulls.len(), 1);
-    assert!(!report.push.unwrap().rebased);
-    a.sync().await.unwrap();
-    // The node's change wins by default.
-    assert_eq!(
-        cities(server.db()).await,
-        [(lyon.id, "Lyon (b)".to_owned())]
-    );
-    assert_eq!(cities(a.db()).await, cities(server.db()).await);
-    assert_eq!(cities(b.db()).await, cities(server.db()).await);
-}
-
-async fn a_stale_push_of_unrelated_rows_is_applied_and_the_node_pulls_the_rest(
-    backend: Backend,
-    adapter: Adapter,
-    name: &str,
-) {
-    let Some(server) = start(backend, adapter, name).await else {
-        return;
-    };
-    let a = client(&server, &format!("{name}_a")).await;
-    let b = client(&server, &format!("{name}_b")).await;
-    let lyon = add_city(a.db(), "Lyon").await;
-    add_person(a.db(), "Ann", lyon.id).await;
-    a.push().await.unwrap();
-    let metz = add_city(b.db(), "Metz").await;
-    b.push().await.unwrap();
-    b.pull().await.unwrap();
-    let base = b.version().await.unwrap();
-    assert_eq!(base, 2);
-    // A moves on; B, without pulling, changes rows A's version did not touch.
-    add_city(a.db(), "Nice").await;
-    a.push().await.unwrap();
-    rename_city(b.db(), metz.id, "Metz (b)").await;
-    add_person(b.db(), "Bob", metz.id).await;
-    let report = b.push().await.unwrap();
-    assert!(report.rebased, "{report:?}");
-    assert_eq!(report.new_version, Some(4));
-    assert_eq!(
-        b.version().await.unwrap(),
-        base,
-        "version 3 is still to pull"
-    );
-    assert_eq!(log(b.db()).await, []);
-    assert_eq!(versions(&server).await, [1, 2, 3, 4]);
-    // The pull brings A's version, not B's own.
-    let pulled = b.pull().await.unwrap();
-    assert_eq!(pulled.version, 4);
-    assert_eq!(pulled.operations, 1);
-    assert!(pulled.conflicts.is_empty());
-    a.pull().await.unwrap();
-    for node in [&a, &b] {
-        assert_eq!(cities(node.db()).await, cities(server.db()).await);
-        assert_eq!(people(node.db()).await, people(server.db()).await);
-        assert_eq!(log(node.db()).await, []);
-    }
-    assert_eq!(cities(server.db()).await.len(), 3);
-    assert_eq!(people(server.db()).await.len(), 2);
-}
-
-async fn a_stale_push_refers_only_to_rows_no_unseen_version_touched(
-    backend: Backend,
-    adapter: Adapter,
-    name: &str,
-) {
-    let Some(server) = start(backend, adapter, name).await else {
-        return;
-    };
-    let a = client(&server, &format!("{name}_a")).await;
-    let b = client(&server, &format!("{name}_b")).await;
-    let lyon = add_city(a.db(), "Lyon").await;
-    a.sync().await.unwrap();
-    b.sync().await.unwrap();
-    // A renames Lyon; B, unaware, adds a person in it: the server refuses until B pulls,
-    // as B's person refers to a row B has not seen the latest of.
-    rename_city(a.db(), lyon.id, "Lyon (a)").await;
-    a.push().await.unwrap();
-    add_person(b.db(), "Bea", lyon.id).await;
-    assert!(matches!(b.push().await, Err(Error::PullSuggested { .. })));
-    assert!(people(server.db()).await.is_empty());
-    // With rebasing off the server refuses every stale push, as python-sync-db did.
-    let mut config = ServerConfig::default();
-    config.rebase_pushes = false;
-    let db = server_db(backend, &format!("{name}_strict")).await.unwrap();
-    let strict = serve(SyncServer::builder(db).config(config), adapter).await;
-    let c = client(&strict, &format!("{name}_c")).await;
-    let d = client(&strict, &format!("{name}_d")).await;
-    add_city(c.db(), "Caen").await;
-    c.push().await.unwrap();
-    add_city(d.db(), "Dax").await;
-    assert!(matches!(d.push().await, Err(Error::PullSuggested { .. })));
-    d.sync().await.unwrap();
-    assert_eq!(cities(strict.db()).await.len(), 2);
-    b.sync().await.unwrap();
-    assert_eq!(people(server.db()).await.len(), 1);
+    assert_eq!(server.versions().await, [1]);
 }
 
 async fn updates_and_deletes_propagate(backend: Backend, adapter: Adapter, name: &str) {
@@ -304,120 +161,6 @@ async fn inserts_with_the_same_key_on_two_nodes_move_the_local_row(
     assert_eq!(people(a.db()).await, people(b.db()).await);
 }
 
-async fn keys_moved_by_a_push_whose_answer_was_lost_arrive_with_the_retry_or_the_pull(
-    backend: Backend,
-    adapter: Adapter,
-    name: &str,
-) {
-    let Some(db) = server_db(backend, name).await else {
-        return;
-    };
-    // The server commits, then takes longer to answer than the client waits.
-    let slow = dbsync_server::SyncServer::builder(db).after_push(Arc::new(|_, _, _| {
-        Box::pin(async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            Ok(())
-        })
-    }));
-    let server = serve(slow, adapter).await;
-    let a = client(&server, &format!("{name}_a")).await;
-    add_city(a.db(), "Arles").await;
-    a.push().await.unwrap();
-    let b = client(&server, &format!("{name}_b")).await;
-    let c = client(&server, &format!("{name}_c")).await;
-    let mut mine = Vec::new();
-    for (node, city) in [(&b, "Brest"), (&c, "Caen")] {
-        let made = add_city(node.db(), city).await;
-        let person = add_person(node.db(), &format!("{city} person"), made.id).await;
-        let impatient = Client::builder(node.db().clone(), server.url.clone())
-            .timeout(Duration::from_millis(300))
-            .build()
-            .unwrap();
-        assert!(matches!(impatient.push().await, Err(Error::Timeout)));
-        // Written after the push: it takes the key the server gave the pushed city.
-        let later = add_city(node.db(), &format!("{city} later")).await;
-        mine.push((made, person, later));
-    }
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    // B retries its push; C pulls first. Either way the answer's moves arrive once.
-    let retry = b.push().await.unwrap();
-    assert!(retry.replayed);
-    assert_eq!(retry.moved.len(), 1, "{retry:?}");
-    c.pull().await.unwrap();
-    for (node, (made, person, later)) in [&b, &c].into_iter().zip(&mine) {
-        let city_now = city::Entity::find()
-            .all(node.db())
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|row| row.name == made.name)
-            .unwrap();
-        assert_ne!(city_now.id, made.id, "the pushed city moved");
-        // The person may have moved too (C's took a key B's person had taken first).
-        let person_now = person::Entity::find()
-            .all(node.db())
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|row| row.name == person.name)
-            .unwrap();
-        assert_eq!(person_now.city_id, city_now.id, "its person followed");
-        let later_now = cities(node.db())
-            .await
-            .into_iter()
-            .filter(|(_, n)| *n == later.name)
-            .collect::<Vec<_>>();
-        assert_eq!(later_now.len(), 1, "the later city is there once");
-        assert_eq!(
-            log(node.db()).await.len(),
-            1,
-            "only the later write is unsynced"
-        );
-    }
-    for node in [&b, &c, &a, &b, &c] {
-        node.sync().await.unwrap();
-    }
-    assert_eq!(cities(server.db()).await.len(), 5);
-    assert_eq!(people(server.db()).await.len(), 2);
-    for node in [&a, &b, &c] {
-        assert_eq!(cities(node.db()).await, cities(server.db()).await);
-        assert_eq!(people(node.db()).await, people(server.db()).await);
-        assert_eq!(log(node.db()).await, []);
-    }
-}
-
-async fn an_insert_never_reuses_a_key_an_unseen_version_used(
-    backend: Backend,
-    adapter: Adapter,
-    name: &str,
-) {
-    let Some(server) = start(backend, adapter, name).await else {
-        return;
-    };
-    let a = client(&server, &format!("{name}_a")).await;
-    let b = client(&server, &format!("{name}_b")).await;
-    let gone = add_city(a.db(), "Gone").await;
-    a.push().await.unwrap();
-    city::Entity::delete_by_id(gone.id)
-        .exec(a.db())
-        .await
-        .unwrap();
-    a.push().await.unwrap();
-    // B never saw city `gone.id` come and go; its own first city gets that free key.
-    let kept = add_city(b.db(), "Kept").await;
-    assert_eq!(kept.id, gone.id);
-    let report = b.push().await.unwrap();
-    assert!(report.rebased);
-    assert_eq!(
-        report.moved.len(),
-        1,
-        "the pull would replay the old row's delete on that key"
-    );
-    b.pull().await.unwrap();
-    assert_eq!(cities(b.db()).await, cities(server.db()).await);
-    assert_eq!(cities(b.db()).await.len(), 1);
-}
-
 async fn a_retried_push_whose_answer_was_lost_applies_once(
     backend: Backend,
     adapter: Adapter,
@@ -462,7 +205,7 @@ async fn a_retried_push_whose_answer_was_lost_applies_once(
     assert_eq!(next.new_version, Some(2));
     assert!(!next.replayed);
     assert_eq!(cities(server.db()).await, cities(a.db()).await);
-    assert_eq!(versions(&server).await, [1, 2]);
+    assert_eq!(server.versions().await, [1, 2]);
 }
 
 async fn server_writes_are_versioned_and_pulled(backend: Backend, adapter: Adapter, name: &str) {
@@ -734,7 +477,7 @@ async fn concurrent_pushes_from_many_clients_lose_nothing(
         assert_eq!(cities(c.db()).await, on_server);
         assert_eq!(log(c.db()).await, []);
     }
-    let v = versions(&server).await;
+    let v = server.versions().await;
     assert_eq!(
         v,
         (1..=v.len() as i64).collect::<Vec<_>>(),
@@ -789,7 +532,7 @@ async fn two_server_processes_over_one_postgres_lose_nothing() {
     for c in &clients {
         assert_eq!(cities(c.db()).await, on_server);
     }
-    let v = versions(&first).await;
+    let v = first.versions().await;
     assert_eq!(v, (1..=8).collect::<Vec<i64>>());
 }
 

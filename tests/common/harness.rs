@@ -22,6 +22,22 @@ impl TestServer {
     pub fn db(&self) -> &DatabaseConnection {
         self.server.db()
     }
+
+    /// The server's versions, in order.
+    pub async fn versions(&self) -> Vec<i64> {
+        use sea_orm::ConnectionTrait;
+        let rows = self
+            .db()
+            .query_all_raw(sea_orm::Statement::from_string(
+                self.db().get_database_backend(),
+                "SELECT version_id FROM dbsync_versions ORDER BY version_id",
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.try_get_by_index(0).unwrap())
+            .collect()
+    }
 }
 
 /// The server database for a test: the fixture tables, as the server application creates

@@ -6,9 +6,10 @@
 //! database never read or clear each other's pages. A row staged twice keeps its newest
 //! state and the newest operation the server logged for it.
 //!
-//! A session keeps its entries in memory up to [`MEMORY_BUDGET`], and moves them to the
-//! tables only past it: most pulls fit, and skip writing every row twice. The memory is the
-//! process's own, like the session.
+//! A session keeps its entries in memory up to a budget (`ClientBuilder::staging_memory`,
+//! [`MEMORY_BUDGET`] by default; `memory.rs`), and moves them to the tables only past it:
+//! most pulls fit, and skip writing every row twice. The memory is the process's own, like
+//! the session.
 
 use crate::error::{Error, Result};
 use crate::messages::{RepairCursor, Rows, WireOperation, nonce, now_millis};
@@ -18,8 +19,11 @@ use crate::registry::Registry;
 use crate::row::Row;
 use crate::table::TableInfo;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionSession, TransactionTrait};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+
+mod memory;
+use memory::Memory;
 
 /// Entries written per statement (6 parameters each, far below SQLite's limit).
 const BATCH: usize = 1_000;
@@ -36,21 +40,6 @@ pub(super) struct Staging {
     session: String,
     budget: usize,
     memory: Mutex<Memory>,
-}
-
-/// A row kept in memory: the newest command logged for it, and its newest state.
-type Kept = (Option<Command>, Option<Row>);
-
-/// The entries of a session that has not outgrown its budget.
-#[derive(Default)]
-struct Memory {
-    /// Everything is in the tables from now on.
-    spilled: bool,
-    bytes: usize,
-    /// Per table, by key: the newest command logged and the newest row.
-    entries: BTreeMap<String, BTreeMap<i64, Kept>>,
-    /// Repair pages by index, as they arrived.
-    pages: BTreeMap<i64, (StagedPage, String)>,
 }
 
 impl Staging {
@@ -104,13 +93,8 @@ impl Staging {
         C: ConnectionTrait + TransactionTrait,
         C::Transaction: ConnectionTrait,
     {
-        {
-            let mut memory = self.memory();
-            if !memory.spilled && memory.bytes + rows.len() <= self.budget {
-                memory.bytes += rows.len();
-                memory.pages.insert(index, (page.clone(), rows.to_owned()));
-                return Ok(());
-            }
+        if self.memory().keep_page(index, page, rows, self.budget) {
+            return Ok(());
         }
         self.spill(db).await?;
         self.write_page(db, index, page, rows).await
@@ -212,7 +196,7 @@ impl Staging {
                 }
             }
         }
-        if self.keep(ops, rows, &by_key)? {
+        if self.keep(ops, &by_key) {
             return Ok(());
         }
         self.spill(db).await?;
@@ -249,48 +233,8 @@ impl Staging {
 
     /// Stages one page in memory if it fits the budget; `false` when it does not (or the
     /// session already outgrew it).
-    fn keep(
-        &self,
-        ops: &[WireOperation],
-        rows: &Rows,
-        by_key: &HashMap<(&str, i64), &Row>,
-    ) -> Result<bool> {
-        let mut memory = self.memory();
-        let size: usize = rows.values().flatten().map(row_size).sum();
-        if memory.spilled || memory.bytes + size + ops.len() * 16 > self.budget {
-            return Ok(false);
-        }
-        memory.bytes += size + ops.len() * 16;
-        let mut named: HashSet<(&str, i64)> = HashSet::with_capacity(ops.len());
-        for op in ops {
-            named.insert((op.table.as_str(), op.row_id));
-            let data = match op.command {
-                Command::Delete => None,
-                _ => by_key
-                    .get(&(op.table.as_str(), op.row_id))
-                    .map(|r| (*r).clone()),
-            };
-            let slot = memory
-                .entries
-                .entry(op.table.clone())
-                .or_default()
-                .entry(op.row_id)
-                .or_default();
-            *slot = (Some(op.command), data);
-        }
-        for (&(table, id), row) in by_key {
-            if named.contains(&(table, id)) {
-                continue;
-            }
-            let slot = memory
-                .entries
-                .entry(table.to_owned())
-                .or_default()
-                .entry(id)
-                .or_default();
-            slot.1 = Some((*row).clone());
-        }
-        Ok(true)
+    fn keep(&self, ops: &[WireOperation], by_key: &HashMap<(&str, i64), &Row>) -> bool {
+        self.memory().keep(ops, by_key, self.budget)
     }
 
     /// Moves the entries and pages kept in memory to the staging tables; from now on the
@@ -304,13 +248,7 @@ impl Staging {
             if memory.spilled {
                 return Ok(());
             }
-            std::mem::replace(
-                &mut *memory,
-                Memory {
-                    spilled: true,
-                    ..Memory::default()
-                },
-            )
+            std::mem::replace(&mut *memory, Memory::spilled())
         };
         let texts: Vec<(String, i64, Option<&'static str>, Option<String>)> = kept
             .entries
@@ -389,15 +327,8 @@ impl Staging {
 
     /// The largest key staged for `table`.
     pub(super) async fn max_id(&self, txn: &DatabaseTransaction, table: &str) -> Result<i64> {
-        {
-            let memory = self.memory();
-            if !memory.spilled {
-                let max = memory
-                    .entries
-                    .get(table)
-                    .and_then(|rows| rows.keys().next_back());
-                return Ok(max.copied().unwrap_or(0));
-            }
+        if let Some(max) = self.memory().max_id(table) {
+            return Ok(max);
         }
         let row = txn
             .query_one_raw(stmt(
@@ -415,23 +346,6 @@ impl Staging {
 
 fn json_text(row: &Row) -> String {
     serde_json::to_string(row).unwrap_or_default()
-}
-
-/// Roughly the bytes `row` takes as JSON.
-fn row_size(row: &Row) -> usize {
-    row.iter()
-        .map(|(name, value)| {
-            name.len()
-                + match value {
-                    serde_json::Value::String(text) => text.len() + 2,
-                    serde_json::Value::Null | serde_json::Value::Bool(_) => 5,
-                    serde_json::Value::Number(_) => 10,
-                    other => other.to_string().len(),
-                }
-                + 2
-        })
-        .sum::<usize>()
-        + 2
 }
 
 /// Where a repair page sits in the server's walk over its tables.
@@ -463,26 +377,15 @@ impl Latest<'_> {
     /// The next chunk; empty at the end.
     pub(super) async fn next(&mut self, txn: &DatabaseTransaction) -> Result<Vec<Entry>> {
         let table = self.table;
-        {
-            let memory = self.staging.memory();
-            if !memory.spilled {
-                let Some(rows) = memory.entries.get(&table.name) else {
-                    return Ok(Vec::new());
-                };
-                let entries: Vec<Entry> = rows
-                    .range(self.after.saturating_add(1)..)
-                    .take(CHUNK as usize)
-                    .map(|(id, (command, data))| Entry {
-                        row_id: *id,
-                        command: *command,
-                        data: data.clone(),
-                    })
-                    .collect();
-                if let Some(last) = entries.last() {
-                    self.after = last.row_id;
-                }
-                return Ok(entries);
+        let kept = self
+            .staging
+            .memory()
+            .chunk(&table.name, self.after, CHUNK as usize);
+        if let Some(entries) = kept {
+            if let Some(last) = entries.last() {
+                self.after = last.row_id;
             }
+            return Ok(entries);
         }
         let rows = txn
             .query_all_raw(stmt(

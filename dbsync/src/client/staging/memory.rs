@@ -1,0 +1,141 @@
+//! The part of a staging session kept in memory, until it outgrows its budget. It follows
+//! the staging table's rules: a row staged twice keeps its newest state, and the newest
+//! operation logged for it (a row sent only as a parent carries none).
+
+use super::{Entry, StagedPage};
+use crate::messages::WireOperation;
+use crate::oplog::Command;
+use crate::row::Row;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A row kept in memory: the newest command logged for it, and its newest state.
+type Kept = (Option<Command>, Option<Row>);
+
+/// What a session keeps in memory.
+#[derive(Default)]
+pub(super) struct Memory {
+    /// Everything is in the tables from now on.
+    pub spilled: bool,
+    bytes: usize,
+    /// Per table, by key.
+    pub entries: BTreeMap<String, BTreeMap<i64, Kept>>,
+    /// Repair pages by index, as they arrived.
+    pub pages: BTreeMap<i64, (StagedPage, String)>,
+}
+
+impl Memory {
+    /// A session that stages in the tables from now on.
+    pub(super) fn spilled() -> Memory {
+        Memory {
+            spilled: true,
+            ..Memory::default()
+        }
+    }
+
+    /// Keeps one pull page if it fits `budget`; `false` when it does not (or the session
+    /// already outgrew it). `by_key` holds every row of the page by table and key.
+    pub(super) fn keep(
+        &mut self,
+        ops: &[WireOperation],
+        by_key: &HashMap<(&str, i64), &Row>,
+        budget: usize,
+    ) -> bool {
+        let size = by_key.values().map(|row| row_size(row)).sum::<usize>() + ops.len() * 16;
+        if self.spilled || self.bytes + size > budget {
+            return false;
+        }
+        self.bytes += size;
+        let mut named: HashSet<(&str, i64)> = HashSet::with_capacity(ops.len());
+        for op in ops {
+            named.insert((op.table.as_str(), op.row_id));
+            let data = match op.command {
+                Command::Delete => None,
+                _ => by_key
+                    .get(&(op.table.as_str(), op.row_id))
+                    .map(|r| (*r).clone()),
+            };
+            *self.slot(&op.table, op.row_id) = (Some(op.command), data);
+        }
+        for (&(table, id), row) in by_key {
+            if !named.contains(&(table, id)) {
+                self.slot(table, id).1 = Some((*row).clone());
+            }
+        }
+        true
+    }
+
+    fn slot(&mut self, table: &str, id: i64) -> &mut Kept {
+        self.entries
+            .entry(table.to_owned())
+            .or_default()
+            .entry(id)
+            .or_default()
+    }
+
+    /// Keeps one repair page, as it arrived, if it fits `budget`.
+    pub(super) fn keep_page(
+        &mut self,
+        index: i64,
+        page: &StagedPage,
+        rows: &str,
+        budget: usize,
+    ) -> bool {
+        if self.spilled || self.bytes + rows.len() > budget {
+            return false;
+        }
+        self.bytes += rows.len();
+        self.pages.insert(index, (page.clone(), rows.to_owned()));
+        true
+    }
+
+    /// Up to `limit` entries of `table` with a key above `after`, in key order; `None` once
+    /// the session stages in the tables.
+    pub(super) fn chunk(&self, table: &str, after: i64, limit: usize) -> Option<Vec<Entry>> {
+        if self.spilled {
+            return None;
+        }
+        let Some(rows) = self.entries.get(table) else {
+            return Some(Vec::new());
+        };
+        Some(
+            rows.range(after.saturating_add(1)..)
+                .take(limit)
+                .map(|(id, (command, data))| Entry {
+                    row_id: *id,
+                    command: *command,
+                    data: data.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The largest key kept for `table` (0 for none); `None` once the session stages in the
+    /// tables.
+    pub(super) fn max_id(&self, table: &str) -> Option<i64> {
+        if self.spilled {
+            return None;
+        }
+        let max = self
+            .entries
+            .get(table)
+            .and_then(|rows| rows.keys().next_back());
+        Some(max.copied().unwrap_or(0))
+    }
+}
+
+/// Roughly the bytes `row` takes as JSON.
+fn row_size(row: &Row) -> usize {
+    row.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    serde_json::Value::String(text) => text.len() + 2,
+                    serde_json::Value::Null | serde_json::Value::Bool(_) => 5,
+                    serde_json::Value::Number(_) => 10,
+                    other => other.to_string().len(),
+                }
+                + 2
+        })
+        .sum::<usize>()
+        + 2
+}
