@@ -315,7 +315,7 @@ where
             let others: Vec<E::Column> = E::Column::iter()
                 .filter(|c| c.as_str() != pk.as_str())
                 .collect();
-            for chunk in rows.chunks(batch_rows::<E>()) {
+            for chunk in rows.chunks(batch_rows::<E>(db.get_database_backend())) {
                 let models = chunk
                     .iter()
                     .map(|row| Ok(from_row::<E>(row)?.into_active_model().reset_all()))
@@ -345,7 +345,7 @@ where
         rows: &'a [&'a Row],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for chunk in rows.chunks(batch_rows::<E>()) {
+            for chunk in rows.chunks(batch_rows::<E>(db.get_database_backend())) {
                 let models = chunk
                     .iter()
                     .map(|row| Ok(from_row::<E>(row)?.into_active_model().reset_all()))
@@ -400,9 +400,12 @@ where
     }
 }
 
-/// Rows per multi-row statement: SQLite accepts at most 32,766 bound values in one.
-fn batch_rows<E: Tracked>() -> usize {
-    (30_000 / E::Column::iter().count().max(1)).clamp(1, 1_000)
+/// Rows per multi-row statement: SQLite accepts at most 32,766 bound values in one. Fewer,
+/// larger statements matter most over TCP, where sqlx 0.9 leaves Nagle's algorithm on; MySQL
+/// keeps smaller ones, whose packets its `max_allowed_packet` bounds.
+fn batch_rows<E: Tracked>(backend: DbBackend) -> usize {
+    let most = if backend == DbBackend::MySql { 1_000 } else { 5_000 };
+    (30_000 / E::Column::iter().count().max(1)).clamp(1, most)
 }
 
 /// The integer primary key of a row in JSON form.

@@ -10,8 +10,9 @@ use dbsync::{Command, Registry};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 use std::collections::HashSet;
 
-/// Operations logged per multi-row insert.
-const LOG_BATCH: usize = 500;
+/// Operations logged per multi-row insert: 4 parameters each, under SQLite's limit of
+/// 32,766 parameters per statement.
+const LOG_BATCH: usize = 4_000;
 
 impl SyncServer {
     /// Accepts a push if the node has the server's latest version, or if the versions it has

@@ -269,16 +269,25 @@ pub(super) async fn acknowledge_in<C: ConnectionTrait>(
     version: Option<i64>,
     moves: &[MovedKey],
 ) -> Result<bool> {
-    for chunk in seqs.chunks(500) {
-        let list = chunk
+    // A push carries the oldest entries, so its sequence numbers mostly run unbroken: one
+    // range per run, instead of long IN lists.
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for seq in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+    }
+    for chunk in runs.chunks(200) {
+        let ranges = chunk
             .iter()
-            .map(i64::to_string)
+            .map(|(first, last)| format!("seq BETWEEN {first} AND {last}"))
             .collect::<Vec<_>>()
-            .join(",");
-        txn.execute_unprepared(&format!(
-            "DELETE FROM dbsync_operations WHERE seq IN ({list})"
-        ))
-        .await?;
+            .join(" OR ");
+        txn.execute_unprepared(&format!("DELETE FROM dbsync_operations WHERE {ranges}"))
+            .await?;
     }
     // Another process sharing this database may have acknowledged the push first; the
     // moves are its to make, once.
