@@ -404,7 +404,11 @@ where
 /// larger statements matter most over TCP, where sqlx 0.9 leaves Nagle's algorithm on; MySQL
 /// keeps smaller ones, whose packets its `max_allowed_packet` bounds.
 fn batch_rows<E: Tracked>(backend: DbBackend) -> usize {
-    let most = if backend == DbBackend::MySql { 1_000 } else { 5_000 };
+    let most = if backend == DbBackend::MySql {
+        1_000
+    } else {
+        5_000
+    };
     (30_000 / E::Column::iter().count().max(1)).clamp(1, most)
 }
 
