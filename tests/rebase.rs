@@ -75,6 +75,15 @@ async fn push_without_answer(server: &TestServer, slow: &AtomicBool, node: &Clie
     assert!(matches!(impatient.push().await, Err(Error::Timeout)));
 }
 
+/// Every node holds the server's cities and persons, with nothing left to push.
+async fn equal_to_server(server: &TestServer, nodes: &[&Client]) {
+    for node in nodes {
+        assert_eq!(cities(node.db()).await, cities(server.db()).await);
+        assert_eq!(people(node.db()).await, people(server.db()).await);
+        assert_eq!(log(node.db()).await, []);
+    }
+}
+
 async fn notes(db: &DatabaseConnection) -> Vec<(i64, String)> {
     note::Entity::find()
         .order_by_asc(note::Column::Id)
@@ -135,8 +144,7 @@ async fn a_pull_during_an_unanswered_push_settles_the_push_first(
             (moved_ann, "Ann renamed".to_owned())
         ]
     );
-    assert_eq!(cities(a.db()).await, cities(server.db()).await);
-    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+    equal_to_server(&server, &[&a, &b]).await;
 }
 
 async fn moves_outlive_trimming_for_a_push_whose_answer_was_lost(
@@ -302,11 +310,7 @@ async fn a_stale_push_of_unrelated_rows_is_applied_and_the_node_pulls_the_rest(
     assert_eq!(pulled.operations, 1);
     assert!(pulled.conflicts.is_empty());
     a.pull().await.unwrap();
-    for node in [&a, &b] {
-        assert_eq!(cities(node.db()).await, cities(server.db()).await);
-        assert_eq!(people(node.db()).await, people(server.db()).await);
-        assert_eq!(log(node.db()).await, []);
-    }
+    equal_to_server(&server, &[&a, &b]).await;
     assert_eq!(cities(server.db()).await.len(), 3);
     assert_eq!(people(server.db()).await.len(), 2);
 }
@@ -411,11 +415,7 @@ async fn keys_moved_by_a_push_whose_answer_was_lost_arrive_with_the_retry_or_the
     }
     assert_eq!(cities(server.db()).await.len(), 5);
     assert_eq!(people(server.db()).await.len(), 2);
-    for node in [&a, &b, &c] {
-        assert_eq!(cities(node.db()).await, cities(server.db()).await);
-        assert_eq!(people(node.db()).await, people(server.db()).await);
-        assert_eq!(log(node.db()).await, []);
-    }
+    equal_to_server(&server, &[&a, &b, &c]).await;
 }
 
 async fn an_insert_never_reuses_a_key_an_unseen_version_used(
