@@ -1,6 +1,7 @@
-//! What `#[derive(Tracked)]` expands to refers to; not public API.
+//! What `#[derive(Tracked)]` expands to and `dbsync-server` refer to; not public API.
 
 pub use crate::registry::Registration;
+pub use crate::select_json::select_json;
 pub use crate::tracked::{Direction, Tracked};
 pub use inventory;
 pub use sea_orm::Value;

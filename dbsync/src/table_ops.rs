@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::row::{Row, decode, from_row, to_row};
+use crate::table_json::JsonTable;
 use crate::tracked::Tracked;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -122,6 +123,11 @@ fn rows<E: Tracked>(models: Vec<E::Model>) -> Vec<Row> {
     models.iter().map(to_row::<E>).collect()
 }
 
+/// The table as the database's JSON functions can read and write it, when they can.
+fn json_table<E: Tracked + Default>(backend: DbBackend) -> Option<JsonTable> {
+    JsonTable::of::<E>(backend, pk_column::<E>().as_str())
+}
+
 impl<E: Tracked + Default> TableOps for Handle<E>
 where
     E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync,
@@ -133,6 +139,9 @@ where
         ids: &'a [i64],
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
+            if let Some(table) = json_table::<E>(db.get_database_backend()) {
+                return table.fetch(db, ids).await;
+            }
             let mut out = Vec::with_capacity(ids.len());
             if let (Some(&low), Some(&high)) = (ids.iter().min(), ids.iter().max())
                 && ids.len() > 64
@@ -173,6 +182,9 @@ where
         limit: u64,
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
+            if let Some(table) = json_table::<E>(db.get_database_backend()) {
+                return table.page(db, after, limit).await;
+            }
             let found = E::find()
                 .filter(pk_column::<E>().gt(after))
                 .order_by_asc(pk_column::<E>())
@@ -305,6 +317,9 @@ where
         rows: &'a [&'a Row],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            if let Some(table) = json_table::<E>(db.get_database_backend()) {
+                return table.write(db, rows, true).await;
+            }
             if db.get_database_backend() == DbBackend::MySql {
                 for row in rows {
                     self.upsert(db, row).await?;
@@ -345,6 +360,9 @@ where
         rows: &'a [&'a Row],
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            if let Some(table) = json_table::<E>(db.get_database_backend()) {
+                return table.write(db, rows, false).await;
+            }
             for chunk in rows.chunks(batch_rows::<E>(db.get_database_backend())) {
                 let models = chunk
                     .iter()
@@ -363,6 +381,11 @@ where
         values: &'a [serde_json::Value],
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(async move {
+            if let Some(table) = json_table::<E>(db.get_database_backend())
+                && let Some(found) = table.holders(db, column, values).await?
+            {
+                return Ok(found);
+            }
             let table = E::default().table_name();
             let (column, template) = E::Column::iter()
                 .zip(E::column_templates())
@@ -396,6 +419,10 @@ where
     }
 
     fn validate(&self, row: &Row) -> Result<()> {
+        // The checks depend on the columns only, not on the database.
+        if let Some(table) = json_table::<E>(DbBackend::Sqlite) {
+            return table.check(row);
+        }
         from_row::<E>(row).map(|_| ())
     }
 }

@@ -138,27 +138,45 @@ async fn read<C: ConnectionTrait>(
     let sql = format!(
         "SELECT seq, content_type_id, row_id, command FROM dbsync_operations {filter} ORDER BY seq{limit}"
     );
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            sql,
-            values,
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let letter: String = row.try_get_by_index(3)?;
-            let content_type_id: i64 = row.try_get_by_index(1)?;
-            Ok(Operation {
-                seq: row.try_get_by_index(0)?,
-                content_type_id: u32::try_from(content_type_id).unwrap_or(u32::MAX),
-                row_id: row.try_get_by_index(2)?,
-                command: Command::from_letter(&letter).ok_or_else(|| {
-                    sea_orm::DbErr::Custom(format!(
-                        "unknown command {letter:?} in dbsync_operations"
-                    ))
-                })?,
+    let columns = ["seq", "content_type_id", "row_id", "command"];
+    let entries = match crate::select_json::select_json(db, &sql, &columns, values.clone()).await? {
+        Some(entries) => entries,
+        None => db
+            .query_all_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql,
+                values,
+            ))
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get_by_index(0)?,
+                    row.try_get_by_index(1)?,
+                    row.try_get_by_index(2)?,
+                    row.try_get_by_index(3)?,
+                ))
             })
-        })
-        .collect()
+            .collect::<std::result::Result<Vec<_>, sea_orm::DbErr>>()?,
+    };
+    let mut ops = entries
+        .into_iter()
+        .map(
+            |(seq, content_type_id, row_id, letter): (i64, i64, i64, String)| {
+                Ok(Operation {
+                    seq,
+                    content_type_id: u32::try_from(content_type_id).unwrap_or(u32::MAX),
+                    row_id,
+                    command: Command::from_letter(&letter).ok_or_else(|| {
+                        sea_orm::DbErr::Custom(format!(
+                            "unknown command {letter:?} in dbsync_operations"
+                        ))
+                    })?,
+                })
+            },
+        )
+        .collect::<Result<Vec<_>>>()?;
+    // Log order is what compression and pushes rely on; the aggregate keeps it in practice.
+    ops.sort_by_key(|op| op.seq);
+    Ok(ops)
 }

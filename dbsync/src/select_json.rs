@@ -1,0 +1,63 @@
+//! Reading many small rows as one JSON text that the database builds.
+//!
+//! A driver row costs far more than the values it holds: with sqlx's SQLite driver each row
+//! crosses a channel from the database thread, and each value is decoded on its own. The log
+//! and key queries of a sync return thousands of rows of a few integers each, so SQLite and
+//! PostgreSQL aggregate them into one JSON array instead, which serde reads at memory speed.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use serde::de::DeserializeOwned;
+
+/// The rows of `sql`, a query selecting `columns` (with the backend's own placeholders), each
+/// as a `T` read from a JSON array of its values, in the query's order. `None` on a backend
+/// without the aggregate functions this needs (MySQL), where the caller reads rows itself.
+///
+/// ```
+/// # async fn demo() -> Result<(), sea_orm::DbErr> {
+/// let db = sea_orm::Database::connect("sqlite::memory:").await?;
+/// let rows: Option<Vec<(i64, String)>> = dbsync::__private::select_json(
+///     &db,
+///     "SELECT 1 AS n, 'one' AS word UNION ALL SELECT 2, 'two' ORDER BY n",
+///     &["n", "word"],
+///     vec![],
+/// )
+/// .await?;
+/// assert_eq!(rows, Some(vec![(1, "one".into()), (2, "two".into())]));
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+pub async fn select_json<T, C>(
+    db: &C,
+    sql: &str,
+    columns: &[&str],
+    values: Vec<Value>,
+) -> Result<Option<Vec<T>>, DbErr>
+where
+    T: DeserializeOwned,
+    C: ConnectionTrait,
+{
+    let backend = db.get_database_backend();
+    let list = columns.join(", ");
+    // An aggregate keeps the order of the subquery it reads in both databases, though
+    // neither promises it in general; callers that depend on it check or sort.
+    let wrapped = match backend {
+        DbBackend::Sqlite => format!("SELECT json_group_array(json_array({list})) FROM ({sql})"),
+        DbBackend::Postgres => {
+            format!("SELECT json_agg(json_build_array({list}))::text FROM ({sql}) AS t")
+        }
+        _ => return Ok(None),
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, wrapped, values))
+        .await?;
+    let text: Option<String> = match row {
+        Some(row) => row.try_get_by_index(0)?,
+        None => None,
+    };
+    let Some(text) = text else {
+        return Ok(Some(Vec::new()));
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| DbErr::Custom(format!("rows aggregated as JSON do not decode: {e}")))
+}

@@ -1,0 +1,340 @@
+//! Rows that the database itself turns into JSON and back, for tables whose columns all hold
+//! integers or text on SQLite or PostgreSQL.
+//!
+//! For such columns the database's own JSON functions give exactly the form [`crate::row`]
+//! gives (a number, a string or `null`), so a page of rows can be read as one JSON text
+//! (`json_group_array`, `json_agg`) and written from one (`json_each`,
+//! `json_array_elements`), bound as a single parameter. That skips what dominates a sync
+//! otherwise: a driver row, a SeaORM model and a `Value` per column and row, and one bound
+//! parameter per value. Tables with any other kind of column, and MySQL, keep the model path
+//! of [`crate::table_ops`].
+
+use crate::capture::quote;
+use crate::error::{Error, Result};
+use crate::row::Row;
+use sea_orm::{
+    ColumnTrait, ColumnType, ConnectionTrait, DatabaseTransaction, DbBackend, IdenStatic, Iterable,
+    Statement, Value,
+};
+use serde_json::Value as Json;
+
+/// How a column's values look in JSON.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// An integer within the column type's range.
+    Int { min: i64, max: i64 },
+    /// A string.
+    Text,
+}
+
+/// A table whose rows the database can encode and decode.
+#[derive(Debug)]
+pub(crate) struct JsonTable {
+    backend: DbBackend,
+    table: String,
+    primary_key: String,
+    columns: Vec<(String, Kind)>,
+}
+
+impl JsonTable {
+    /// The table of entity `E` on `backend`, or `None` when one of its columns needs the model
+    /// path.
+    pub(crate) fn of<E: crate::Tracked + Default>(
+        backend: DbBackend,
+        primary_key: &str,
+    ) -> Option<JsonTable> {
+        if !matches!(backend, DbBackend::Sqlite | DbBackend::Postgres) {
+            return None;
+        }
+        let mut columns = Vec::new();
+        for (column, template) in E::Column::iter().zip(E::column_templates()) {
+            let name = column.as_str();
+            // Names go into JSON paths and object keys unescaped.
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return None;
+            }
+            let kind = kind(column.def().get_column_type(), &template)?;
+            columns.push((name.to_owned(), kind));
+        }
+        Some(JsonTable {
+            backend,
+            table: E::default().table_name().to_owned(),
+            primary_key: primary_key.to_owned(),
+            columns,
+        })
+    }
+
+    /// The rows with these keys, in no particular order.
+    pub(crate) async fn fetch(&self, db: &DatabaseTransaction, ids: &[i64]) -> Result<Vec<Row>> {
+        let pk = quote(&self.primary_key);
+        let (Some(&low), Some(&high)) = (ids.iter().min(), ids.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        if ids.len() > 64
+            && high
+                .checked_sub(low)
+                .is_some_and(|span| span < 2 * ids.len() as i64)
+        {
+            // Mostly consecutive keys (a batch of new rows, typically): one range scan with
+            // two parameters, keeping the rows asked for. A statement that carries every key
+            // is large, and PostgreSQL over TCP makes large statements wait (Nagle's
+            // algorithm, which sqlx 0.9 leaves on).
+            let filter = match self.backend {
+                DbBackend::Postgres => format!("{pk} BETWEEN $1 AND $2"),
+                _ => format!("{pk} BETWEEN ? AND ?"),
+            };
+            let sql = self.select(&filter, "");
+            let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+            let mut rows = self.read(db, sql, vec![low.into(), high.into()]).await?;
+            let key = &self.primary_key;
+            rows.retain(|row| {
+                row.get(key)
+                    .and_then(Json::as_i64)
+                    .is_some_and(|id| wanted.contains(&id))
+            });
+            return Ok(rows);
+        }
+        let keys =
+            serde_json::to_string(ids).map_err(|e| Error::InvalidOperation(e.to_string()))?;
+        let filter = match self.backend {
+            DbBackend::Postgres => {
+                format!("{pk} IN (SELECT value::int8 FROM json_array_elements_text($1::json))")
+            }
+            _ => format!("{pk} IN (SELECT value FROM json_each(?))"),
+        };
+        let sql = self.select(&filter, "");
+        self.read(db, sql, vec![keys.into()]).await
+    }
+
+    /// The rows whose `column` holds one of `values`; `None` when `column` is not one of the
+    /// table's.
+    pub(crate) async fn holders(
+        &self,
+        db: &DatabaseTransaction,
+        column: &str,
+        values: &[Json],
+    ) -> Result<Option<Vec<Row>>> {
+        let Some((name, kind)) = self.columns.iter().find(|(name, _)| name == column) else {
+            return Ok(None);
+        };
+        let wanted: Vec<&Json> = values.iter().filter(|v| !v.is_null()).collect();
+        if wanted.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let text =
+            serde_json::to_string(&wanted).map_err(|e| Error::InvalidOperation(e.to_string()))?;
+        let filter = match (self.backend, kind) {
+            (DbBackend::Postgres, Kind::Int { .. }) => format!(
+                "{} IN (SELECT value::int8 FROM json_array_elements_text($1::json))",
+                quote(name)
+            ),
+            (DbBackend::Postgres, Kind::Text) => format!(
+                "{} IN (SELECT value FROM json_array_elements_text($1::json))",
+                quote(name)
+            ),
+            _ => format!("{} IN (SELECT value FROM json_each(?))", quote(name)),
+        };
+        let sql = self.select(&filter, "");
+        Ok(Some(self.read(db, sql, vec![text.into()]).await?))
+    }
+
+    /// Up to `limit` rows with a key above `after`, in key order.
+    pub(crate) async fn page(
+        &self,
+        db: &DatabaseTransaction,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<Row>> {
+        let pk = quote(&self.primary_key);
+        let (filter, tail) = match self.backend {
+            DbBackend::Postgres => (format!("{pk} > $1"), format!("ORDER BY {pk} LIMIT $2")),
+            _ => (format!("{pk} > ?"), format!("ORDER BY {pk} LIMIT ?")),
+        };
+        let sql = self.select(&filter, &tail);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = self.read(db, sql, vec![after.into(), limit.into()]).await?;
+        // Aggregates over an ordered subquery keep its order in practice, not by contract.
+        let pk = &self.primary_key;
+        rows.sort_by_key(|row| row.get(pk).and_then(Json::as_i64));
+        Ok(rows)
+    }
+
+    fn select(&self, filter: &str, tail: &str) -> String {
+        let pairs = self
+            .columns
+            .iter()
+            .map(|(name, _)| format!("'{name}', {}", quote(name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let columns = self
+            .columns
+            .iter()
+            .map(|(name, _)| quote(name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let inner = format!(
+            "SELECT {columns} FROM {} WHERE {filter} {tail}",
+            quote(&self.table)
+        );
+        match self.backend {
+            // A record's JSON is keyed by its column names, and is built faster than
+            // `json_build_object`'s.
+            DbBackend::Postgres => format!("SELECT json_agg(t)::text FROM ({inner}) AS t"),
+            _ => format!("SELECT json_group_array(json_object({pairs})) FROM ({inner})"),
+        }
+    }
+
+    async fn read(
+        &self,
+        db: &DatabaseTransaction,
+        sql: String,
+        values: Vec<Value>,
+    ) -> Result<Vec<Row>> {
+        let found = db
+            .query_one_raw(Statement::from_sql_and_values(self.backend, sql, values))
+            .await?;
+        let text: Option<String> = match found {
+            Some(row) => row.try_get_by_index(0)?,
+            None => None,
+        };
+        let Some(text) = text else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_str(&text).map_err(|e| Error::RowCodec {
+            table: self.table.clone(),
+            column: String::new(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Inserts every row; with `upsert`, a row whose key exists replaces it.
+    pub(crate) async fn write(
+        &self,
+        db: &DatabaseTransaction,
+        rows: &[&Row],
+        upsert: bool,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in rows {
+            self.check(row)?;
+        }
+        let names = self
+            .columns
+            .iter()
+            .map(|(name, _)| quote(name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conflict = if upsert {
+            let others: Vec<String> = self
+                .columns
+                .iter()
+                .filter(|(name, _)| *name != self.primary_key)
+                .map(|(name, _)| format!("{0} = excluded.{0}", quote(name)))
+                .collect();
+            if others.is_empty() {
+                format!(" ON CONFLICT ({}) DO NOTHING", quote(&self.primary_key))
+            } else {
+                format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {}",
+                    quote(&self.primary_key),
+                    others.join(", ")
+                )
+            }
+        } else {
+            String::new()
+        };
+        let fields = self
+            .columns
+            .iter()
+            .map(|(name, kind)| match (self.backend, kind) {
+                (DbBackend::Postgres, Kind::Int { .. }) => format!("(r ->> '{name}')::int8"),
+                (DbBackend::Postgres, Kind::Text) => format!("r ->> '{name}'"),
+                _ => format!("value ->> '$.{name}'"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = quote(&self.table);
+        // `WHERE true` tells SQLite's parser that ON CONFLICT is not a join constraint.
+        let sql = match self.backend {
+            DbBackend::Postgres => format!(
+                "INSERT INTO {table} ({names}) SELECT {fields} \
+                 FROM json_array_elements($1::json) AS r{conflict}"
+            ),
+            _ => format!(
+                "INSERT INTO {table} ({names}) SELECT {fields} FROM json_each(?) WHERE true{conflict}"
+            ),
+        };
+        for chunk in rows.chunks(BATCH) {
+            let text =
+                serde_json::to_string(chunk).map_err(|e| Error::InvalidOperation(e.to_string()))?;
+            db.execute_raw(Statement::from_sql_and_values(
+                self.backend,
+                sql.clone(),
+                vec![text.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// What [`crate::from_row`] checks: every column present with a value of its kind, and
+    /// no other key.
+    pub(crate) fn check(&self, row: &Row) -> Result<()> {
+        let fail = |column: &str, reason: String| Error::RowCodec {
+            table: self.table.clone(),
+            column: column.to_owned(),
+            reason,
+        };
+        for (name, kind) in &self.columns {
+            let value = row
+                .get(name)
+                .ok_or_else(|| fail(name, "missing".to_owned()))?;
+            let fits = match (kind, value) {
+                (_, Json::Null) => true,
+                (Kind::Int { min, max }, Json::Number(n)) => {
+                    n.as_i64().is_some_and(|i| (*min..=*max).contains(&i))
+                }
+                (Kind::Text, Json::String(_)) => true,
+                _ => false,
+            };
+            if !fits {
+                let expected = match kind {
+                    Kind::Int { .. } => "an integer in range",
+                    Kind::Text => "a string",
+                };
+                return Err(fail(name, format!("expected {expected}, got {value}")));
+            }
+        }
+        if row.len() != self.columns.len() {
+            let unknown = row
+                .keys()
+                .find(|key| !self.columns.iter().any(|(name, _)| name == *key))
+                .cloned()
+                .unwrap_or_default();
+            return Err(fail(&unknown, "not a column of this table".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Rows per statement: one parameter whatever the count, so the bound is the statement's
+/// size, a few hundred kilobytes.
+const BATCH: usize = 5_000;
+
+/// The JSON kind of a column, when the database's JSON functions encode it as dbsync does.
+fn kind(column_type: &ColumnType, template: &Value) -> Option<Kind> {
+    let int = |min: i64, max: i64| Some(Kind::Int { min, max });
+    match (column_type, template) {
+        (ColumnType::TinyInteger, Value::TinyInt(_)) => int(i8::MIN.into(), i8::MAX.into()),
+        (ColumnType::SmallInteger, Value::SmallInt(_)) => int(i16::MIN.into(), i16::MAX.into()),
+        (ColumnType::Integer, Value::Int(_)) => int(i32::MIN.into(), i32::MAX.into()),
+        (ColumnType::BigInteger, Value::BigInt(_)) => int(i64::MIN, i64::MAX),
+        (ColumnType::TinyUnsigned, Value::TinyUnsigned(_)) => int(0, u8::MAX.into()),
+        (ColumnType::SmallUnsigned, Value::SmallUnsigned(_)) => int(0, u16::MAX.into()),
+        (ColumnType::Unsigned, Value::Unsigned(_)) => int(0, u32::MAX.into()),
+        (ColumnType::String(_) | ColumnType::Text, Value::String(_)) => Some(Kind::Text),
+        _ => None,
+    }
+}
