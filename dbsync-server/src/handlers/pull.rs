@@ -53,37 +53,35 @@ impl SyncServer {
             version: pull.base_version,
             seq: i64::MAX,
         });
-        let found = txn
-            .query_all_raw(statement(
-                txn.get_database_backend(),
-                // A row-value comparison walks the (version_id, seq) index in order; the
-                // equivalent OR made SQLite merge two scans and sort them.
-                "SELECT seq, content_type_id, row_id, command, version_id FROM dbsync_operations \
-                 WHERE version_id <= $1 AND (version_id, seq) > ($2, $3) \
-                 AND version_id NOT IN (SELECT version_id FROM dbsync_versions \
-                 WHERE node_id = $4 AND version_id > $5) \
-                 ORDER BY version_id, seq LIMIT $6",
-                vec![
-                    target.into(),
-                    after.version.into(),
-                    after.seq.into(),
-                    pull.meta.node_id.into(),
-                    after.version.into(),
-                    i64::from(page + 1).into(),
-                ],
-            ))
-            .await?;
+        let query = statement(
+            txn.get_database_backend(),
+            // A row-value comparison walks the (version_id, seq) index in order; the
+            // equivalent OR made SQLite merge two scans and sort them.
+            "SELECT seq, content_type_id, row_id, command, version_id FROM dbsync_operations \
+             WHERE version_id <= $1 AND (version_id, seq) > ($2, $3) \
+             AND version_id NOT IN (SELECT version_id FROM dbsync_versions \
+             WHERE node_id = $4 AND version_id > $5) \
+             ORDER BY version_id, seq LIMIT $6",
+            vec![
+                target.into(),
+                after.version.into(),
+                after.seq.into(),
+                pull.meta.node_id.into(),
+                after.version.into(),
+                i64::from(page + 1).into(),
+            ],
+        );
+        let mut found = log_entries(&txn, query).await?;
+        // The page's order is the log's; the aggregate reading it keeps it in practice.
+        found.sort_by_key(|entry| (entry.4, entry.0));
         let more = found.len() > page as usize;
         let mut operations = Vec::with_capacity(found.len().min(page as usize));
         let mut wanted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         let mut last = after;
-        for row in found.iter().take(page as usize) {
-            let seq: i64 = row.try_get_by_index(0)?;
-            let ct: i64 = row.try_get_by_index(1)?;
-            let row_id: i64 = row.try_get_by_index(2)?;
-            let letter: String = row.try_get_by_index(3)?;
+        for (seq, ct, row_id, letter, version) in found.iter().take(page as usize) {
+            let (seq, ct, row_id) = (*seq, *ct, *row_id);
             last = LogCursor {
-                version: row.try_get_by_index(4)?,
+                version: *version,
                 seq,
             };
             let Some(info) = u32::try_from(ct)
@@ -92,7 +90,7 @@ impl SyncServer {
             else {
                 continue;
             };
-            let Some(command) = Command::from_letter(&letter) else {
+            let Some(command) = Command::from_letter(letter) else {
                 continue;
             };
             if !info.direction.pulls() {
@@ -157,4 +155,31 @@ impl SyncServer {
             own_moved,
         })
     }
+}
+
+/// A log entry: sequence number, content type, row, command letter, version.
+type LogEntry = (i64, i64, i64, String, i64);
+
+/// The log entries `query` selects, aggregated as JSON where the database can.
+async fn log_entries(
+    txn: &sea_orm::DatabaseTransaction,
+    query: sea_orm::Statement,
+) -> Result<Vec<LogEntry>, ServerError> {
+    let values = query.values.clone().map(|v| v.0).unwrap_or_default();
+    let columns = ["seq", "content_type_id", "row_id", "command", "version_id"];
+    if let Some(entries) = dbsync::__private::select_json(txn, &query.sql, &columns, values).await?
+    {
+        return Ok(entries);
+    }
+    let mut entries = Vec::new();
+    for row in txn.query_all_raw(query).await? {
+        entries.push((
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+            row.try_get_by_index(3)?,
+            row.try_get_by_index(4)?,
+        ));
+    }
+    Ok(entries)
 }

@@ -164,7 +164,9 @@ fn check_operations(registry: &Registry, operations: &[WireOperation]) -> Result
     Ok(())
 }
 
-/// Records the push's operations under `version`, for the other nodes to pull.
+/// Records the push's operations under `version`, for the other nodes to pull. SQLite and
+/// PostgreSQL take them as one JSON parameter, which they unpack themselves: binding four
+/// parameters per operation costs more than the insert.
 async fn log_operations(
     txn: &DatabaseTransaction,
     registry: &Registry,
@@ -172,25 +174,51 @@ async fn log_operations(
     version: i64,
 ) -> Result<(), ServerError> {
     let backend = txn.get_database_backend();
+    let entry = |op: &WireOperation| {
+        let ct = registry.table(&op.table).map_or(0, |t| t.content_type_id);
+        (i64::from(ct), op.row_id, letter(op.command))
+    };
+    let unpacked = match backend {
+        DbBackend::Sqlite => Some(
+            "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, ? FROM json_each(?) ORDER BY key",
+        ),
+        DbBackend::Postgres => Some(
+            "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) \
+             SELECT (e ->> 0)::int8, (e ->> 1)::int8, e ->> 2, $1 \
+             FROM json_array_elements($2::json) WITH ORDINALITY AS t(e, n) ORDER BY n",
+        ),
+        _ => None,
+    };
+    if let Some(sql) = unpacked {
+        // The log's order is the operations' order: pulls replay it.
+        for chunk in operations.chunks(LOG_BATCH * 5) {
+            let entries: Vec<_> = chunk.iter().map(entry).collect();
+            let text = serde_json::to_string(&entries)
+                .map_err(|e| ServerError::Internal(e.to_string()))?;
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                vec![version.into(), text.into()],
+            ))
+            .await?;
+        }
+        return Ok(());
+    }
     for chunk in operations.chunks(LOG_BATCH) {
         let mut sql = String::from(
             "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) VALUES ",
         );
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4);
         for (i, op) in chunk.iter().enumerate() {
-            let ct = registry.table(&op.table).map_or(0, |t| t.content_type_id);
             if i > 0 {
                 sql.push_str(", ");
             }
-            if backend == DbBackend::Postgres {
-                let n = i * 4;
-                sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
-            } else {
-                sql.push_str("(?, ?, ?, ?)");
-            }
-            values.push(i64::from(ct).into());
-            values.push(op.row_id.into());
-            values.push(letter(op.command).into());
+            sql.push_str("(?, ?, ?, ?)");
+            let (ct, row_id, command) = entry(op);
+            values.push(ct.into());
+            values.push(row_id.into());
+            values.push(command.into());
             values.push(version.into());
         }
         txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
