@@ -23,6 +23,12 @@ pub enum Role {
 /// idempotent, and it reinstalls capture so that columns added by a migration are covered.
 /// It refuses a tracked table that is missing or that could reuse primary keys.
 ///
+/// A SQLite database file is switched to write-ahead logging (`PRAGMA journal_mode = WAL`,
+/// which the file keeps): a commit is then one fsync of the log instead of several of the
+/// journal and the database, durable all the same, and readers run beside the writer. A sync
+/// commits often (every server request records its nonce), so this is most of what SQLite
+/// costs it. An application that needs the rollback journal sets it back after `create_all`.
+///
 /// ```standalone_crate
 /// # mod city {
 /// #     use sea_orm::entity::prelude::*;
@@ -60,6 +66,12 @@ where
 {
     registry.validate()?;
     let backend = db.get_database_backend();
+    if backend == DbBackend::Sqlite
+        && let Err(err) = db.execute_unprepared("PRAGMA journal_mode = WAL").await
+    {
+        // Another connection holding the file keeps its journal; only speed is lost.
+        tracing::warn!(%err, "SQLite stays in its journal mode");
+    }
     let txn = db.begin().await?;
     if backend == DbBackend::Postgres {
         // Several server processes may start at once; DDL on the same objects must queue.

@@ -118,7 +118,7 @@ impl Client {
             headers: Vec::new(),
             auth: None,
             progress: None,
-            page_size: 2_000,
+            page_size: 10_000,
             staging_memory: staging::MEMORY_BUDGET,
             max_sync_attempts: 8,
             policies: merge::Policies::default(),
@@ -294,7 +294,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Operations (pull) or rows (repair) asked per page (default 2,000).
+    /// Operations (pull) or rows (repair) asked per page (default 10,000).
     pub fn page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size.max(1);
         self

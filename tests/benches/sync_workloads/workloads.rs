@@ -46,7 +46,6 @@ impl Server {
             .unwrap();
         let client = Client::builder(db, self.url.clone())
             .timeout(Duration::from_secs(3_600))
-            .page_size(5_000)
             .build()
             .unwrap();
         client.register().await.unwrap();
@@ -95,6 +94,13 @@ pub async fn fill(db: &DatabaseConnection, cities: usize, people: usize) {
 pub async fn raw_fill(backend: Backend, name: &str, cities: usize, people: usize) -> Duration {
     let db = fresh_db(backend, name).await.unwrap();
     dbsync_tests::create_fixture_tables(&db).await;
+    if backend == Backend::Sqlite {
+        // The journal mode `dbsync::create_all` gives synced databases: the same settings
+        // on both sides of the ratio.
+        db.execute_unprepared("PRAGMA journal_mode = WAL")
+            .await
+            .unwrap();
+    }
     let start = Instant::now();
     fill(&db, cities, people).await;
     let time = start.elapsed();
@@ -195,7 +201,7 @@ pub async fn first_sync(
     if own_process {
         let node = database_url(Backend::Sqlite, &format!("{}_c", server.name)).unwrap();
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbsync-test-process"))
-            .args(["client", &node, &server.url, "repair", "5000"])
+            .args(["client", &node, &server.url, "repair", "10000"])
             .output()
             .await
             .expect("run the client process");
