@@ -280,6 +280,24 @@ async fn unknown_tables_and_columns_are_refused(backend: Backend, adapter: Adapt
             serde_json::json!({"id": 1, "name": "X", "\"; DROP TABLE city; --": 1}),
         ),
         push_of(id, "city", serde_json::json!({"id": 1, "name": 12})),
+        // Each kind of value the database's JSON functions would take as it comes.
+        push_of(id, "city", serde_json::json!({"id": 1})),
+        push_of(id, "city", serde_json::json!({"id": 1, "name": ["X"]})),
+        push_of(
+            id,
+            "person",
+            serde_json::json!({"id": 1, "name": "X", "city_id": "1"}),
+        ),
+        push_of(
+            id,
+            "person",
+            serde_json::json!({"id": 1, "name": "X", "city_id": 1.5}),
+        ),
+        push_of(
+            id,
+            "person",
+            serde_json::json!({"id": 1, "name": "X", "city_id": 4_294_967_296_i64}),
+        ),
         push_of(
             id,
             "tag",
