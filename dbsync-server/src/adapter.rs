@@ -85,7 +85,7 @@ async fn run(
     match procedure {
         Procedure::Push => json(server.handle_push(&request).await),
         Procedure::Pull => json(server.handle_pull(&request).await),
-        Procedure::Repair => json(server.handle_repair(&request).await),
+        Procedure::Repair => json(server.repair_answer(&request).await),
         Procedure::Query => json(server.handle_query(&request).await),
         Procedure::Register => unreachable!("answered above"),
     }

@@ -159,6 +159,63 @@ impl JsonTable {
         Ok(rows)
     }
 
+    /// Like [`JsonTable::page`], but the rows stay the JSON text the database built: a page
+    /// on its way to a node is sent as it is read.
+    pub(crate) async fn page_text(
+        &self,
+        db: &DatabaseTransaction,
+        after: i64,
+        limit: u64,
+    ) -> Result<RowsText> {
+        let pk = quote(&self.primary_key);
+        let columns = self
+            .columns
+            .iter()
+            .map(|(name, _)| quote(name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let pairs = self
+            .columns
+            .iter()
+            .map(|(name, _)| format!("'{name}', {}", quote(name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = quote(&self.table);
+        let sql = match self.backend {
+            DbBackend::Postgres => format!(
+                "SELECT json_agg(t)::text, count(*), max({pk}) FROM (SELECT {columns} FROM {table} \
+                 WHERE {pk} > $1 ORDER BY {pk} LIMIT $2) AS t"
+            ),
+            _ => format!(
+                "SELECT json_group_array(json_object({pairs})), count(*), max({pk}) FROM \
+                 (SELECT {columns} FROM {table} WHERE {pk} > ? ORDER BY {pk} LIMIT ?)"
+            ),
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend,
+                sql,
+                vec![after.into(), limit.into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok(RowsText::default());
+        };
+        let json: Option<String> = row.try_get_by_index(0)?;
+        let count: i64 = row.try_get_by_index(1)?;
+        // `max` of an `int4` key is an `int4` on PostgreSQL.
+        let last: Option<i64> = match row.try_get_by_index::<Option<i64>>(2) {
+            Ok(last) => last,
+            Err(_) => row.try_get_by_index::<Option<i32>>(2)?.map(i64::from),
+        };
+        Ok(RowsText {
+            json: json.unwrap_or_else(|| "[]".to_owned()),
+            rows: usize::try_from(count).unwrap_or(0),
+            last,
+        })
+    }
+
     fn select(&self, filter: &str, tail: &str) -> String {
         let pairs = self
             .columns
@@ -317,6 +374,18 @@ impl JsonTable {
         }
         Ok(())
     }
+}
+
+/// A page of rows as the JSON array text the database built.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RowsText {
+    /// The rows, a JSON array of objects in row form (see [`crate::row`]).
+    pub json: String,
+    /// How many rows it holds.
+    pub rows: usize,
+    /// The largest primary key among them.
+    pub last: Option<i64>,
 }
 
 /// Rows per statement: one parameter whatever the count, so the bound is the statement's

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::row::{Row, decode, from_row, to_row};
-use crate::table_json::JsonTable;
+use crate::table_json::{JsonTable, RowsText};
 use crate::tracked::Tracked;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -83,6 +83,18 @@ pub trait TableOps: Send + Sync + std::fmt::Debug {
         db: &'a DatabaseTransaction,
         rows: &'a [&'a Row],
     ) -> BoxFuture<'a, Result<()>>;
+    /// Like [`TableOps::page`], with the rows as the JSON text the database itself built, for
+    /// tables and databases where it can (see [`TableOps::page`]'s rows for the form);
+    /// `None` elsewhere.
+    fn page_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        after: i64,
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Option<RowsText>>> {
+        let _ = (db, after, limit);
+        Box::pin(async { Ok(None) })
+    }
     /// The rows whose `column` holds one of `values` (row JSON form).
     fn holders<'a>(
         &'a self,
@@ -192,6 +204,20 @@ where
                 .all(db)
                 .await?;
             Ok(rows::<E>(found))
+        })
+    }
+
+    fn page_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        after: i64,
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Option<RowsText>>> {
+        Box::pin(async move {
+            match json_table::<E>(db.get_database_backend()) {
+                Some(table) => Ok(Some(table.page_text(db, after, limit).await?)),
+                None => Ok(None),
+            }
         })
     }
 

@@ -1,29 +1,77 @@
 //! `repair`: the server's full state, one page at a time.
 
-use super::rows::with_references;
+use super::rows::{changed_since, with_references};
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, mark_seen, scalar, stamp_pending};
 use dbsync::messages::{RepairCursor, RepairRequest, RepairResponse, Rows, SignedRequest};
-use sea_orm::TransactionTrait;
+use dbsync::{Row, TableInfo};
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 
 /// Rows per page when the node does not say.
 const DEFAULT_PAGE: u32 = 2_000;
+
+/// A repair page as it is sent: [`RepairResponse`]'s shape, with each table's rows either as
+/// the JSON text the database built or decoded.
+#[derive(Serialize)]
+pub(crate) struct RepairAnswer {
+    snapshot_version: i64,
+    rows: BTreeMap<String, PageRows>,
+    next: Option<RepairCursor>,
+    table: Option<String>,
+}
+
+/// One table's rows of a page.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PageRows {
+    /// A JSON array of rows, sent as it is.
+    Text(Box<RawValue>),
+    /// Decoded rows.
+    Rows(Vec<Row>),
+}
 
 impl SyncServer {
     /// One page of every pulled table's rows, tables parents first and rows in key order,
     /// with the rows they reference. The first page fixes the snapshot's version: pulling
     /// from it afterwards brings whatever changed while the pages were read.
-    #[tracing::instrument(name = "dbsync.repair", skip_all, fields(node_id = request.node_id))]
     pub async fn handle_repair(
         &self,
         request: &SignedRequest,
     ) -> Result<RepairResponse, ServerError> {
+        let answer = self.repair_answer(request).await?;
+        let mut rows = Rows::new();
+        for (table, list) in answer.rows {
+            let list = match list {
+                PageRows::Rows(list) => list,
+                PageRows::Text(text) => serde_json::from_str(text.get())
+                    .map_err(|e| ServerError::Internal(e.to_string()))?,
+            };
+            rows.insert(table, list);
+        }
+        Ok(RepairResponse {
+            snapshot_version: answer.snapshot_version,
+            rows,
+            next: answer.next,
+            table: answer.table,
+        })
+    }
+
+    /// [`SyncServer::handle_repair`] without decoding the rows the database encoded itself,
+    /// as the adapters send it.
+    #[tracing::instrument(name = "dbsync.repair", skip_all, fields(node_id = request.node_id))]
+    pub(crate) async fn repair_answer(
+        &self,
+        request: &SignedRequest,
+    ) -> Result<RepairAnswer, ServerError> {
         let repair: RepairRequest = self
             .authenticate(Procedure::Repair, request, |r: &RepairRequest| &r.meta)
             .await?;
         stamp_pending(self.db()).await?;
-        let tables: Vec<&dbsync::TableInfo> = self.inner.registry.pulled().collect();
+        let tables: Vec<&TableInfo> = self.inner.registry.pulled().collect();
         let txn = self.db().begin().await?;
         let snapshot_version = match repair.snapshot_version {
             Some(v) => v,
@@ -51,15 +99,14 @@ impl SyncServer {
                 (index, cursor.after_id)
             }
         };
-        let mut rows = Rows::new();
+        let mut rows = BTreeMap::new();
         let mut next = None;
         let walked = tables.get(index).map(|t| t.name.clone());
         if let Some(info) = tables.get(index) {
-            let found = info.ops().page(&txn, after_id, u64::from(page)).await?;
-            let last = found
-                .last()
-                .and_then(|r| r.get(&info.primary_key)?.as_i64());
-            next = match (found.len() == page as usize, last) {
+            let (count, last, found) = self
+                .read_page(&txn, info, after_id, page, snapshot_version)
+                .await?;
+            next = match (count == page as usize, last) {
                 (true, Some(last)) => Some(RepairCursor {
                     table: info.name.clone(),
                     after_id: last,
@@ -69,20 +116,55 @@ impl SyncServer {
                     after_id: 0,
                 }),
             };
-            rows.insert(info.name.clone(), found);
+            rows = found;
         }
-        let rows = with_references(&txn, self.inner.registry, rows, snapshot_version).await?;
         txn.commit().await?;
         // An unsigned read (from a server that allows them) may come from anyone: it does
         // not move the node's trimming horizon.
         if next.is_none() && !request.signature.is_empty() {
             mark_seen(self.db(), repair.meta.node_id, snapshot_version).await?;
         }
-        Ok(RepairResponse {
+        Ok(RepairAnswer {
             snapshot_version,
             rows,
             next,
             table: walked,
         })
+    }
+
+    /// Up to `page` rows of `info` after `after_id` with the rows they reference: their count
+    /// and last key, and the rows by table. When nothing changed after the snapshot, no row
+    /// references one the node lacks, and the database's own JSON text of the page is sent
+    /// as it is.
+    async fn read_page(
+        &self,
+        txn: &DatabaseTransaction,
+        info: &TableInfo,
+        after_id: i64,
+        page: u32,
+        snapshot_version: i64,
+    ) -> Result<(usize, Option<i64>, BTreeMap<String, PageRows>), ServerError> {
+        let registry = self.inner.registry;
+        if let Some(text) = info.ops().page_text(txn, after_id, u64::from(page)).await?
+            && (info.foreign_keys.is_empty()
+                || changed_since(txn, snapshot_version).await?.is_empty())
+        {
+            let raw = RawValue::from_string(text.json)
+                .map_err(|e| ServerError::Internal(e.to_string()))?;
+            let rows = BTreeMap::from([(info.name.clone(), PageRows::Text(raw))]);
+            return Ok((text.rows, text.last, rows));
+        }
+        let found = info.ops().page(txn, after_id, u64::from(page)).await?;
+        let count = found.len();
+        let last = found
+            .last()
+            .and_then(|r| r.get(&info.primary_key)?.as_i64());
+        let rows = Rows::from([(info.name.clone(), found)]);
+        let rows = with_references(txn, registry, rows, snapshot_version)
+            .await?
+            .into_iter()
+            .map(|(table, list)| (table, PageRows::Rows(list)))
+            .collect();
+        Ok((count, last, rows))
     }
 }

@@ -86,7 +86,10 @@ pub(crate) async fn with_references(
 
 /// The rows with an operation after `version`, or one not versioned yet (a server write
 /// committed a moment ago).
-async fn changed_since(txn: &DatabaseTransaction, version: i64) -> Result<Keys, ServerError> {
+pub(crate) async fn changed_since(
+    txn: &DatabaseTransaction,
+    version: i64,
+) -> Result<Keys, ServerError> {
     let backend = txn.get_database_backend();
     let mut keys = Keys::new();
     for (sql, values) in [
