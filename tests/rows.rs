@@ -194,6 +194,85 @@ async fn rows_the_database_encodes_equal_the_model_encoding(backend: Backend, na
     txn.rollback().await.unwrap();
 }
 
+on_every_backend!(a_snapshot_page_written_as_text_is_checked_and_takes_unique_values);
+
+/// A repair page is written from its JSON text where the database can read it (SQLite):
+/// rows of the wrong shape are refused with nothing written, and a local row holding a
+/// unique value the page gives another row makes way for it.
+async fn a_snapshot_page_written_as_text_is_checked_and_takes_unique_values(
+    backend: Backend,
+    name: &str,
+) {
+    let Some(db) = tracked_db(backend, name).await else {
+        return;
+    };
+    let info = dbsync::Registry::global().table("city").unwrap();
+    let txn = dbsync::begin_untracked(&db).await.unwrap();
+    let local = to_row::<city::Entity>(&city::Model {
+        id: 9,
+        name: "Paris".into(),
+    });
+    info.ops().insert_many(&txn, &[&local]).await.unwrap();
+    for bad in [
+        r#"[{"id": 1}]"#,
+        r#"[{"id": 1, "name": "X", "extra": 1}]"#,
+        r#"[{"id": "1", "name": "X"}]"#,
+        r#"[{"id": 1.5, "name": "X"}]"#,
+        r#"[{"id": 4294967296, "name": "X"}]"#,
+        r#"[{"id": 1, "name": 7}]"#,
+        r#"[[1, "X"]]"#,
+    ] {
+        let result = info
+            .ops()
+            .write_snapshot_text(&txn, bad, &info.unique)
+            .await;
+        if backend == Backend::Sqlite {
+            assert!(
+                matches!(result, Err(Error::RowCodec { .. })),
+                "{bad}: {result:?}"
+            );
+        } else {
+            assert!(!result.unwrap(), "only SQLite reads pages as text");
+        }
+    }
+    let page = r#"[{"id": 1, "name": "Paris"}, {"id": 9, "name": "Lyon"}]"#;
+    if info
+        .ops()
+        .write_snapshot_text(&txn, page, &info.unique)
+        .await
+        .unwrap()
+    {
+        let mut cities = city::Entity::find().all(&*txn).await.unwrap();
+        cities.sort_by_key(|c| c.id);
+        assert_eq!(
+            cities,
+            [
+                city::Model {
+                    id: 1,
+                    name: "Paris".into()
+                },
+                city::Model {
+                    id: 9,
+                    name: "Lyon".into()
+                },
+            ]
+        );
+        let gone = info
+            .ops()
+            .delete_absent_text(&txn, r#"[{"id": 9, "name": "Lyon"}]"#, 0, 5);
+        assert!(gone.await.unwrap());
+        let left: Vec<i32> = city::Entity::find()
+            .all(&*txn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(left, [9], "only keys in (0, 5] absent from the page go");
+    }
+    txn.rollback().await.unwrap();
+}
+
 #[test]
 fn a_row_round_trips_without_a_database() {
     let model = sample(9);

@@ -277,6 +277,144 @@ impl JsonTable {
         for row in rows {
             self.check(row)?;
         }
+        let sql = self.insert_sql(upsert);
+        for chunk in rows.chunks(BATCH) {
+            let text =
+                serde_json::to_string(chunk).map_err(|e| Error::InvalidOperation(e.to_string()))?;
+            db.execute_raw(Statement::from_sql_and_values(
+                self.backend,
+                sql.clone(),
+                vec![text.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot page of this table, given as a JSON array of rows, on SQLite: the
+    /// rows are checked as [`JsonTable::check`] would, local rows holding a unique value the
+    /// page takes from them get a placeholder (see `apply::vacate_held_values`), and every
+    /// row is upserted, all from the text itself. `false` on other databases.
+    pub(crate) async fn write_snapshot_text(
+        &self,
+        db: &DatabaseTransaction,
+        json: &str,
+        unique: &[Vec<String>],
+    ) -> Result<bool> {
+        if self.backend != DbBackend::Sqlite {
+            return Ok(false);
+        }
+        let valid = self
+            .columns
+            .iter()
+            .map(|(name, kind)| {
+                let when = match kind {
+                    Kind::Int { min, max } => {
+                        format!(
+                            "WHEN 'integer' THEN (r.value ->> '$.{name}') BETWEEN {min} AND {max}"
+                        )
+                    }
+                    Kind::Text => "WHEN 'text' THEN 1".to_owned(),
+                };
+                format!("CASE json_type(r.value, '$.{name}') WHEN 'null' THEN 1 {when} ELSE 0 END")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let check = format!(
+            // `r.value`: inside the subquery, a bare `value` is the inner `json_each`'s own.
+            "SELECT count(*), min(r.value) FROM json_each(?) AS r WHERE NOT \
+             (json_type(r.value) = 'object' \
+             AND (SELECT count(*) FROM json_each(r.value)) = {} AND {valid})",
+            self.columns.len()
+        );
+        let found = db
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend,
+                check,
+                vec![json.into()],
+            ))
+            .await?;
+        if let Some(row) = found {
+            let bad: i64 = row.try_get_by_index(0)?;
+            if bad > 0 {
+                let example: Option<String> = row.try_get_by_index(1)?;
+                return Err(Error::RowCodec {
+                    table: self.table.clone(),
+                    column: String::new(),
+                    reason: format!(
+                        "{bad} rows do not match the table's columns and types, such as {}",
+                        example.unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        let (table, pk) = (quote(&self.table), quote(&self.primary_key));
+        let key = &self.primary_key;
+        for column in unique.iter().flatten() {
+            let Some((name, kind)) = self.columns.iter().find(|(name, _)| name == column) else {
+                continue;
+            };
+            let placeholder = match kind {
+                Kind::Text => format!("'~dbsync~' || {pk}"),
+                Kind::Int { .. } => format!("-1000000000 - {pk}"),
+            };
+            let col = quote(name);
+            // A holder keeps its value when the page gives that very value to that very row.
+            let sql = format!(
+                "UPDATE {table} SET {col} = {placeholder} WHERE {col} IN \
+                 (SELECT value ->> '$.{name}' FROM json_each(?1)) AND NOT EXISTS \
+                 (SELECT 1 FROM json_each(?1) AS j WHERE j.value ->> '$.{name}' = {table}.{col} \
+                 AND j.value ->> '$.{key}' = {table}.{pk})"
+            );
+            db.execute_raw(Statement::from_sql_and_values(
+                self.backend,
+                sql,
+                vec![json.into()],
+            ))
+            .await?;
+        }
+        db.execute_raw(Statement::from_sql_and_values(
+            self.backend,
+            self.insert_sql(true),
+            vec![json.into()],
+        ))
+        .await?;
+        Ok(true)
+    }
+
+    /// Deletes the rows with a key in `(low, high]` that the JSON array of rows `json` does
+    /// not hold; `false` on databases other than SQLite.
+    pub(crate) async fn delete_absent_text(
+        &self,
+        db: &DatabaseTransaction,
+        json: &str,
+        low: i64,
+        high: i64,
+    ) -> Result<bool> {
+        if self.backend != DbBackend::Sqlite {
+            return Ok(false);
+        }
+        let (table, pk, key) = (
+            quote(&self.table),
+            quote(&self.primary_key),
+            &self.primary_key,
+        );
+        let sql = format!(
+            "DELETE FROM {table} WHERE {pk} > ? AND {pk} <= ? \
+             AND {pk} NOT IN (SELECT value ->> '$.{key}' FROM json_each(?))"
+        );
+        db.execute_raw(Statement::from_sql_and_values(
+            self.backend,
+            sql,
+            vec![low.into(), high.into(), json.into()],
+        ))
+        .await?;
+        Ok(true)
+    }
+
+    /// `INSERT ... SELECT` of every row of a JSON array bound as the only parameter; with
+    /// `upsert`, a row whose key exists replaces it.
+    fn insert_sql(&self, upsert: bool) -> String {
         let names = self
             .columns
             .iter()
@@ -314,7 +452,7 @@ impl JsonTable {
             .join(", ");
         let table = quote(&self.table);
         // `WHERE true` tells SQLite's parser that ON CONFLICT is not a join constraint.
-        let sql = match self.backend {
+        match self.backend {
             DbBackend::Postgres => format!(
                 "INSERT INTO {table} ({names}) SELECT {fields} \
                  FROM json_array_elements($1::json) AS r{conflict}"
@@ -322,18 +460,7 @@ impl JsonTable {
             _ => format!(
                 "INSERT INTO {table} ({names}) SELECT {fields} FROM json_each(?) WHERE true{conflict}"
             ),
-        };
-        for chunk in rows.chunks(BATCH) {
-            let text =
-                serde_json::to_string(chunk).map_err(|e| Error::InvalidOperation(e.to_string()))?;
-            db.execute_raw(Statement::from_sql_and_values(
-                self.backend,
-                sql.clone(),
-                vec![text.into()],
-            ))
-            .await?;
         }
-        Ok(())
     }
 
     /// What [`crate::from_row`] checks: every column present with a value of its kind, and

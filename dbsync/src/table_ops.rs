@@ -95,6 +95,32 @@ pub trait TableOps: Send + Sync + std::fmt::Debug {
         let _ = (db, after, limit);
         Box::pin(async { Ok(None) })
     }
+    /// Writes a page of a repair snapshot given as a JSON array of rows, where the database
+    /// can take it as it is: checked, unique values taken from local rows vacated, upserted.
+    /// `false` where it cannot; the caller decodes the rows then.
+    #[doc(hidden)]
+    fn write_snapshot_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        json: &'a str,
+        unique: &'a [Vec<String>],
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = (db, json, unique);
+        Box::pin(async { Ok(false) })
+    }
+    /// Deletes the rows with a key in `(low, high]` absent from the JSON array of rows
+    /// `json`, where the database can read it; `false` where it cannot.
+    #[doc(hidden)]
+    fn delete_absent_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        json: &'a str,
+        low: i64,
+        high: i64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = (db, json, low, high);
+        Box::pin(async { Ok(false) })
+    }
     /// The rows whose `column` holds one of `values` (row JSON form).
     fn holders<'a>(
         &'a self,
@@ -217,6 +243,35 @@ where
             match json_table::<E>(db.get_database_backend()) {
                 Some(table) => Ok(Some(table.page_text(db, after, limit).await?)),
                 None => Ok(None),
+            }
+        })
+    }
+
+    fn write_snapshot_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        json: &'a str,
+        unique: &'a [Vec<String>],
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            match json_table::<E>(db.get_database_backend()) {
+                Some(table) => table.write_snapshot_text(db, json, unique).await,
+                None => Ok(false),
+            }
+        })
+    }
+
+    fn delete_absent_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        json: &'a str,
+        low: i64,
+        high: i64,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            match json_table::<E>(db.get_database_backend()) {
+                Some(table) => table.delete_absent_text(db, json, low, high).await,
+                None => Ok(false),
             }
         })
     }

@@ -5,7 +5,7 @@ use super::transport::{Kind, Wire, not_an_answer};
 use super::{Client, Phase, Progress};
 use crate::capture::quote;
 use crate::error::{Error, Result};
-use crate::messages::{RepairCursor, RepairRequest, Rows};
+use crate::messages::{RepairCursor, RepairRequest};
 use crate::node_state::{self, stmt};
 use crate::oplog::{compress, unsynced_operations};
 use crate::row::Row;
@@ -118,8 +118,12 @@ impl Client {
         crate::apply::defer_foreign_keys(&txn).await?;
         let tables: Vec<&TableInfo> = self.inner.registry.pulled().collect();
         let mut index = 0;
-        while let Some((page, rows)) = staging.page(&txn, index).await? {
+        while let Some((page, text)) = staging.page(&txn, index).await? {
             index += 1;
+            // Each table's rows stay text until a table needs them decoded: SQLite takes
+            // them as they came (`TableOps::write_snapshot_text`).
+            let rows: BTreeMap<String, Box<RawValue>> =
+                serde_json::from_str(&text).map_err(undecodable)?;
             for table in rows.keys() {
                 if !tables.iter().any(|t| &t.name == table) {
                     return Err(Error::UnknownTable {
@@ -129,11 +133,20 @@ impl Client {
             }
             delete_vanished(&txn, &tables, &page, &rows).await?;
             for info in &tables {
-                if let Some(list) = rows.get(&info.name) {
-                    let list: Vec<&Row> = list.iter().collect();
-                    crate::apply::vacate_held_values(&txn, info, &list).await?;
-                    info.ops().upsert_many(&txn, &list).await?;
+                let Some(list) = rows.get(&info.name) else {
+                    continue;
+                };
+                if info
+                    .ops()
+                    .write_snapshot_text(&txn, list.get(), &info.unique)
+                    .await?
+                {
+                    continue;
                 }
+                let list: Vec<Row> = serde_json::from_str(list.get()).map_err(undecodable)?;
+                let list: Vec<&Row> = list.iter().collect();
+                crate::apply::vacate_held_values(&txn, info, &list).await?;
+                info.ops().upsert_many(&txn, &list).await?;
             }
         }
         for info in &tables {
@@ -207,7 +220,7 @@ async fn delete_vanished(
     txn: &DatabaseTransaction,
     tables: &[&TableInfo],
     page: &StagedPage,
-    rows: &Rows,
+    rows: &BTreeMap<String, Box<RawValue>>,
 ) -> Result<()> {
     let walked = match (&page.walked, &page.cursor) {
         (Some(table), _) => Some(table.as_str()),
@@ -227,10 +240,13 @@ async fn delete_vanished(
         .as_ref()
         .filter(|n| n.table == info.name)
         .map_or(i64::MAX, |n| n.after_id);
-    let kept: Vec<i64> = rows
-        .get(&info.name)
-        .into_iter()
-        .flatten()
+    let text = rows.get(&info.name).map_or("[]", |list| list.get());
+    if info.ops().delete_absent_text(txn, text, low, high).await? {
+        return Ok(());
+    }
+    let list: Vec<Row> = serde_json::from_str(text).map_err(undecodable)?;
+    let kept: Vec<i64> = list
+        .iter()
         .filter_map(|row| row.get(&info.primary_key)?.as_i64())
         .collect();
     let kept = serde_json::to_string(&kept).map_err(|e| Error::InvalidOperation(e.to_string()))?;
@@ -246,6 +262,14 @@ async fn delete_vanished(
     ))
     .await?;
     Ok(())
+}
+
+/// A staged repair page that is not the JSON it was checked to be when it came.
+fn undecodable(err: serde_json::Error) -> Error {
+    Error::ServerError {
+        status: 200,
+        message: format!("a repair page that does not decode: {err}"),
+    }
 }
 
 /// The number of rows with unsynced changes, or the refusal.

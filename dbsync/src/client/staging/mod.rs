@@ -127,22 +127,20 @@ impl Staging {
         Ok(())
     }
 
-    /// Repair page `index` with its rows, or `None` past the last one.
+    /// Repair page `index` with its rows as the JSON text that came, or `None` past the
+    /// last one.
     pub(super) async fn page(
         &self,
         txn: &DatabaseTransaction,
         index: i64,
-    ) -> Result<Option<(StagedPage, Rows)>> {
+    ) -> Result<Option<(StagedPage, String)>> {
         let malformed = |e: serde_json::Error| Error::ServerError {
             status: 200,
             message: format!("a repair page that does not decode: {e}"),
         };
         let kept = self.memory().pages.remove(&index);
-        if let Some((page, text)) = kept {
-            return Ok(Some((
-                page,
-                serde_json::from_str(&text).map_err(malformed)?,
-            )));
+        if let Some(kept) = kept {
+            return Ok(Some(kept));
         }
         let row = txn
             .query_one_raw(stmt(
@@ -166,8 +164,7 @@ impl Staging {
             next: cursor(2)?,
         };
         let text: String = row.try_get_by_index(3)?;
-        let rows = serde_json::from_str(&text).map_err(malformed)?;
-        Ok(Some((page, rows)))
+        Ok(Some((page, text)))
     }
 
     /// Stores one page: each operation with its row, then every other row of the page (rows
