@@ -8,7 +8,8 @@
 use dbsync_tests::create_fixture_tables;
 use dbsync_tests::entities::city;
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, Set, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Set,
+    TransactionTrait,
 };
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,10 @@ async fn open(tracked: bool, round: usize) -> DatabaseConnection {
         .sqlx_logging(false);
     let db = Database::connect(options).await.unwrap();
     create_fixture_tables(&db).await;
+    // The journal mode `create_all` gives tracked databases, on both sides of the ratio.
+    db.execute_unprepared("PRAGMA journal_mode = WAL")
+        .await
+        .unwrap();
     if tracked {
         dbsync::create_all(&db).await.unwrap();
     }

@@ -255,7 +255,13 @@ async fn version_server_writes(server: &Server) -> Duration {
     .await
     .unwrap();
     let start = Instant::now();
-    assert_eq!(other.push().await.unwrap().operations, 1);
+    match other.push().await {
+        Ok(report) => assert_eq!(report.operations, 1),
+        // Versioned before the push was looked at: too many rows for a stale push to be
+        // applied past them, which changes nothing here.
+        Err(dbsync::Error::PullSuggested { .. }) => {}
+        Err(err) => panic!("{err}"),
+    }
     start.elapsed()
 }
 
