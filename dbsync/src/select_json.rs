@@ -4,25 +4,27 @@
 //! crosses a channel from the database thread, and each value is decoded on its own. The log
 //! and key queries of a sync return thousands of rows of a few integers each, so SQLite and
 //! PostgreSQL aggregate them into one JSON array instead, which serde reads at memory speed.
+//! MySQL's rows are read one by one into the same form.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
 
 /// The rows of `sql`, a query selecting `columns` (with the backend's own placeholders), each
-/// as a `T` read from a JSON array of its values, in the query's order. `None` on a backend
-/// without the aggregate functions this needs (MySQL), where the caller reads rows itself.
+/// as a `T` read from a JSON array of its values (integers, strings or `null`), in the
+/// query's order.
 ///
 /// ```
 /// # async fn demo() -> Result<(), sea_orm::DbErr> {
 /// let db = sea_orm::Database::connect("sqlite::memory:").await?;
-/// let rows: Option<Vec<(i64, String)>> = dbsync::__private::select_json(
+/// let rows: Vec<(i64, String)> = dbsync::__private::select_json(
 ///     &db,
 ///     "SELECT 1 AS n, 'one' AS word UNION ALL SELECT 2, 'two' ORDER BY n",
 ///     &["n", "word"],
 ///     vec![],
 /// )
 /// .await?;
-/// assert_eq!(rows, Some(vec![(1, "one".into()), (2, "two".into())]));
+/// assert_eq!(rows, vec![(1, "one".into()), (2, "two".into())]);
 /// # Ok(()) }
 /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 /// ```
@@ -31,7 +33,7 @@ pub async fn select_json<T, C>(
     sql: &str,
     columns: &[&str],
     values: Vec<Value>,
-) -> Result<Option<Vec<T>>, DbErr>
+) -> Result<Vec<T>, DbErr>
 where
     T: DeserializeOwned,
     C: ConnectionTrait,
@@ -45,7 +47,7 @@ where
         DbBackend::Postgres => {
             format!("SELECT json_agg(json_build_array({list}))::text FROM ({sql}) AS t")
         }
-        _ => return Ok(None),
+        _ => return select_rows(db, sql, columns.len(), values).await,
     };
     let row = db
         .query_one_raw(Statement::from_sql_and_values(backend, wrapped, values))
@@ -55,9 +57,40 @@ where
         None => None,
     };
     let Some(text) = text else {
-        return Ok(Some(Vec::new()));
+        return Ok(Vec::new());
     };
     serde_json::from_str(&text)
-        .map(Some)
         .map_err(|e| DbErr::Custom(format!("rows aggregated as JSON do not decode: {e}")))
+}
+
+/// [`select_json`] where the database cannot aggregate: each row, read value by value, as
+/// the JSON array the aggregate would have built.
+async fn select_rows<T, C>(
+    db: &C,
+    sql: &str,
+    columns: usize,
+    values: Vec<Value>,
+) -> Result<Vec<T>, DbErr>
+where
+    T: DeserializeOwned,
+    C: ConnectionTrait,
+{
+    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+    let mut out = Vec::new();
+    for row in db.query_all_raw(statement).await? {
+        let mut fields = Vec::with_capacity(columns);
+        for i in 0..columns {
+            fields.push(match row.try_get_by_index::<Option<i64>>(i) {
+                Ok(number) => number.map_or(Json::Null, Json::from),
+                Err(_) => row
+                    .try_get_by_index::<Option<String>>(i)?
+                    .map_or(Json::Null, Json::from),
+            });
+        }
+        out.push(
+            serde_json::from_value(Json::Array(fields))
+                .map_err(|e| DbErr::Custom(format!("a row does not decode: {e}")))?,
+        );
+    }
+    Ok(out)
 }

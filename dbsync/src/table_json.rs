@@ -17,6 +17,9 @@ use sea_orm::{
     Statement, Value,
 };
 use serde_json::Value as Json;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// How a column's values look in JSON.
 #[derive(Clone, Copy, Debug)]
@@ -27,18 +30,32 @@ enum Kind {
     Text,
 }
 
-/// A table whose rows the database can encode and decode.
+/// What the database's JSON functions need to know of a table: its columns and their kinds.
 #[derive(Debug)]
-pub(crate) struct JsonTable {
-    backend: DbBackend,
+pub(crate) struct Shape {
     table: String,
     primary_key: String,
     columns: Vec<(String, Kind)>,
 }
 
+/// A table whose rows the database can encode and decode.
+#[derive(Debug)]
+pub(crate) struct JsonTable {
+    backend: DbBackend,
+    shape: Arc<Shape>,
+}
+
+impl std::ops::Deref for JsonTable {
+    type Target = Shape;
+
+    fn deref(&self) -> &Shape {
+        &self.shape
+    }
+}
+
 impl JsonTable {
     /// The table of entity `E` on `backend`, or `None` when one of its columns needs the model
-    /// path.
+    /// path or the database lacks the functions (MySQL).
     pub(crate) fn of<E: crate::Tracked + Default>(
         backend: DbBackend,
         primary_key: &str,
@@ -46,6 +63,33 @@ impl JsonTable {
         if !matches!(backend, DbBackend::Sqlite | DbBackend::Postgres) {
             return None;
         }
+        Some(JsonTable {
+            backend,
+            shape: Shape::of::<E>(primary_key)?,
+        })
+    }
+}
+
+impl Shape {
+    /// The shape of entity `E`, or `None` when one of its columns needs the model path;
+    /// worked out once per entity, as every row operation asks.
+    pub(crate) fn of<E: crate::Tracked + Default>(primary_key: &str) -> Option<Arc<Shape>> {
+        static SHAPES: OnceLock<RwLock<HashMap<TypeId, Option<Arc<Shape>>>>> = OnceLock::new();
+        let shapes = SHAPES.get_or_init(RwLock::default);
+        let id = TypeId::of::<E>();
+        if let Some(known) = shapes.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return known.clone();
+        }
+        let built = Shape::build::<E>(primary_key).map(Arc::new);
+        shapes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_insert(built)
+            .clone()
+    }
+
+    fn build<E: crate::Tracked + Default>(primary_key: &str) -> Option<Shape> {
         let mut columns = Vec::new();
         for (column, template) in E::Column::iter().zip(E::column_templates()) {
             let name = column.as_str();
@@ -56,14 +100,72 @@ impl JsonTable {
             let kind = kind(column.def().get_column_type(), &template)?;
             columns.push((name.to_owned(), kind));
         }
-        Some(JsonTable {
-            backend,
+        Some(Shape {
             table: E::default().table_name().to_owned(),
             primary_key: primary_key.to_owned(),
             columns,
         })
     }
 
+    /// The quoted column names, in entity order, as a select or insert lists them.
+    fn names(&self) -> String {
+        self.columns
+            .iter()
+            .map(|(name, _)| quote(name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `'name', "name"` for every column, as `json_object` takes them.
+    fn pairs(&self) -> String {
+        self.columns
+            .iter()
+            .map(|(name, _)| format!("'{name}', {}", quote(name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// What [`crate::from_row`] checks: every column present with a value of its kind, and
+    /// no other key.
+    pub(crate) fn check(&self, row: &Row) -> Result<()> {
+        let fail = |column: &str, reason: String| Error::RowCodec {
+            table: self.table.clone(),
+            column: column.to_owned(),
+            reason,
+        };
+        for (name, kind) in &self.columns {
+            let value = row
+                .get(name)
+                .ok_or_else(|| fail(name, "missing".to_owned()))?;
+            let fits = match (kind, value) {
+                (_, Json::Null) => true,
+                (Kind::Int { min, max }, Json::Number(n)) => {
+                    n.as_i64().is_some_and(|i| (*min..=*max).contains(&i))
+                }
+                (Kind::Text, Json::String(_)) => true,
+                _ => false,
+            };
+            if !fits {
+                let expected = match kind {
+                    Kind::Int { .. } => "an integer in range",
+                    Kind::Text => "a string",
+                };
+                return Err(fail(name, format!("expected {expected}, got {value}")));
+            }
+        }
+        if row.len() != self.columns.len() {
+            let unknown = row
+                .keys()
+                .find(|key| !self.columns.iter().any(|(name, _)| name == *key))
+                .cloned()
+                .unwrap_or_default();
+            return Err(fail(&unknown, "not a column of this table".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+impl JsonTable {
     /// The rows with these keys, in no particular order.
     pub(crate) async fn fetch(&self, db: &DatabaseTransaction, ids: &[i64]) -> Result<Vec<Row>> {
         let pk = quote(&self.primary_key);
@@ -168,18 +270,8 @@ impl JsonTable {
         limit: u64,
     ) -> Result<RowsText> {
         let pk = quote(&self.primary_key);
-        let columns = self
-            .columns
-            .iter()
-            .map(|(name, _)| quote(name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let pairs = self
-            .columns
-            .iter()
-            .map(|(name, _)| format!("'{name}', {}", quote(name)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = self.names();
+        let pairs = self.pairs();
         let table = quote(&self.table);
         let sql = match self.backend {
             DbBackend::Postgres => format!(
@@ -217,18 +309,8 @@ impl JsonTable {
     }
 
     fn select(&self, filter: &str, tail: &str) -> String {
-        let pairs = self
-            .columns
-            .iter()
-            .map(|(name, _)| format!("'{name}', {}", quote(name)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let columns = self
-            .columns
-            .iter()
-            .map(|(name, _)| quote(name))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let pairs = self.pairs();
+        let columns = self.names();
         let inner = format!(
             "SELECT {columns} FROM {} WHERE {filter} {tail}",
             quote(&self.table)
@@ -415,12 +497,7 @@ impl JsonTable {
     /// `INSERT ... SELECT` of every row of a JSON array bound as the only parameter; with
     /// `upsert`, a row whose key exists replaces it.
     fn insert_sql(&self, upsert: bool) -> String {
-        let names = self
-            .columns
-            .iter()
-            .map(|(name, _)| quote(name))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = self.names();
         let conflict = if upsert {
             let others: Vec<String> = self
                 .columns
@@ -461,45 +538,6 @@ impl JsonTable {
                 "INSERT INTO {table} ({names}) SELECT {fields} FROM json_each(?) WHERE true{conflict}"
             ),
         }
-    }
-
-    /// What [`crate::from_row`] checks: every column present with a value of its kind, and
-    /// no other key.
-    pub(crate) fn check(&self, row: &Row) -> Result<()> {
-        let fail = |column: &str, reason: String| Error::RowCodec {
-            table: self.table.clone(),
-            column: column.to_owned(),
-            reason,
-        };
-        for (name, kind) in &self.columns {
-            let value = row
-                .get(name)
-                .ok_or_else(|| fail(name, "missing".to_owned()))?;
-            let fits = match (kind, value) {
-                (_, Json::Null) => true,
-                (Kind::Int { min, max }, Json::Number(n)) => {
-                    n.as_i64().is_some_and(|i| (*min..=*max).contains(&i))
-                }
-                (Kind::Text, Json::String(_)) => true,
-                _ => false,
-            };
-            if !fits {
-                let expected = match kind {
-                    Kind::Int { .. } => "an integer in range",
-                    Kind::Text => "a string",
-                };
-                return Err(fail(name, format!("expected {expected}, got {value}")));
-            }
-        }
-        if row.len() != self.columns.len() {
-            let unknown = row
-                .keys()
-                .find(|key| !self.columns.iter().any(|(name, _)| name == *key))
-                .cloned()
-                .unwrap_or_default();
-            return Err(fail(&unknown, "not a column of this table".to_owned()));
-        }
-        Ok(())
     }
 }
 

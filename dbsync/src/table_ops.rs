@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::row::{Row, decode, from_row, to_row};
-use crate::table_json::{JsonTable, RowsText};
+use crate::table_json::{JsonTable, RowsText, Shape};
 use crate::tracked::Tracked;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -500,9 +500,8 @@ where
     }
 
     fn validate(&self, row: &Row) -> Result<()> {
-        // The checks depend on the columns only, not on the database.
-        if let Some(table) = json_table::<E>(DbBackend::Sqlite) {
-            return table.check(row);
+        if let Some(shape) = Shape::of::<E>(pk_column::<E>().as_str()) {
+            return shape.check(row);
         }
         from_row::<E>(row).map(|_| ())
     }

@@ -135,7 +135,6 @@ async fn existing_keys(
         quote(backend, &info.primary_key),
     );
     let mut out = HashSet::new();
-    let keys = serde_json::to_string(ids).map_err(|e| ServerError::Internal(e.to_string()))?;
     let listed = match backend {
         DbBackend::Sqlite => Some("SELECT value FROM json_each(?)"),
         DbBackend::Postgres => Some("SELECT value::int8 FROM json_array_elements_text($1::json)"),
@@ -143,16 +142,15 @@ async fn existing_keys(
     };
     // One parameter for every key: no statement to parse per thousand keys.
     if let Some(list) = listed {
+        let keys = serde_json::to_string(ids).map_err(|e| ServerError::Internal(e.to_string()))?;
         let sql = format!(
             "SELECT {} AS id FROM {q} WHERE {pk} IN ({list})",
             as_bigint(backend, &pk)
         );
-        let found: Option<Vec<(i64,)>> =
+        let found: Vec<(i64,)> =
             dbsync::__private::select_json(txn, &sql, &["id"], vec![keys.into()]).await?;
-        if let Some(found) = found {
-            out.extend(found.into_iter().map(|(id,)| id));
-            return Ok(out);
-        }
+        out.extend(found.into_iter().map(|(id,)| id));
+        return Ok(out);
     }
     for chunk in ids.chunks(CHUNK) {
         let list = chunk

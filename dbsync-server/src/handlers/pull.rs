@@ -165,21 +165,7 @@ async fn log_entries(
     txn: &sea_orm::DatabaseTransaction,
     query: sea_orm::Statement,
 ) -> Result<Vec<LogEntry>, ServerError> {
-    let values = query.values.clone().map(|v| v.0).unwrap_or_default();
+    let values = query.values.map(|v| v.0).unwrap_or_default();
     let columns = ["seq", "content_type_id", "row_id", "command", "version_id"];
-    if let Some(entries) = dbsync::__private::select_json(txn, &query.sql, &columns, values).await?
-    {
-        return Ok(entries);
-    }
-    let mut entries = Vec::new();
-    for row in txn.query_all_raw(query).await? {
-        entries.push((
-            row.try_get_by_index(0)?,
-            row.try_get_by_index(1)?,
-            row.try_get_by_index(2)?,
-            row.try_get_by_index(3)?,
-            row.try_get_by_index(4)?,
-        ));
-    }
-    Ok(entries)
+    Ok(dbsync::__private::select_json(txn, &query.sql, &columns, values).await?)
 }

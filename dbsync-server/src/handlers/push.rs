@@ -13,6 +13,9 @@ use std::collections::HashSet;
 /// Operations logged per multi-row insert: 4 parameters each, under SQLite's limit of
 /// 32,766 parameters per statement.
 const LOG_BATCH: usize = 4_000;
+/// Operations logged per statement where they travel as one JSON parameter: the bound is the
+/// statement's size, about half a megabyte.
+const JSON_LOG_BATCH: usize = 20_000;
 
 impl SyncServer {
     /// Accepts a push if the node has the server's latest version, or if the versions it has
@@ -192,7 +195,7 @@ async fn log_operations(
     };
     if let Some(sql) = unpacked {
         // The log's order is the operations' order: pulls replay it.
-        for chunk in operations.chunks(LOG_BATCH * 5) {
+        for chunk in operations.chunks(JSON_LOG_BATCH) {
             let entries: Vec<_> = chunk.iter().map(entry).collect();
             let text = serde_json::to_string(&entries)
                 .map_err(|e| ServerError::Internal(e.to_string()))?;

@@ -145,20 +145,26 @@ impl SyncServer {
         snapshot_version: i64,
     ) -> Result<(usize, Option<i64>, BTreeMap<String, PageRows>), ServerError> {
         let registry = self.inner.registry;
-        if let Some(text) = info.ops().page_text(txn, after_id, u64::from(page)).await?
-            && (info.foreign_keys.is_empty()
-                || changed_since(txn, snapshot_version).await?.is_empty())
-        {
-            let raw = RawValue::from_string(text.json)
-                .map_err(|e| ServerError::Internal(e.to_string()))?;
-            let rows = BTreeMap::from([(info.name.clone(), PageRows::Text(raw))]);
-            return Ok((text.rows, text.last, rows));
-        }
-        let found = info.ops().page(txn, after_id, u64::from(page)).await?;
+        let found = match info.ops().page_text(txn, after_id, u64::from(page)).await? {
+            Some(text)
+                if info.foreign_keys.is_empty()
+                    || changed_since(txn, snapshot_version).await?.is_empty() =>
+            {
+                let raw = RawValue::from_string(text.json)
+                    .map_err(|e| ServerError::Internal(e.to_string()))?;
+                let rows = BTreeMap::from([(info.name.clone(), PageRows::Text(raw))]);
+                return Ok((text.rows, text.last, rows));
+            }
+            // Parents changed after the snapshot may have to go with the page.
+            Some(text) => serde_json::from_str::<Vec<Row>>(&text.json)
+                .map_err(|e| ServerError::Internal(e.to_string()))?,
+            None => info.ops().page(txn, after_id, u64::from(page)).await?,
+        };
         let count = found.len();
         let last = found
-            .last()
-            .and_then(|r| r.get(&info.primary_key)?.as_i64());
+            .iter()
+            .filter_map(|r| r.get(&info.primary_key)?.as_i64())
+            .max();
         let rows = Rows::from([(info.name.clone(), found)]);
         let rows = with_references(txn, registry, rows, snapshot_version)
             .await?

@@ -1,6 +1,6 @@
 //! `repair`: rebuild the local tables from the server's full state.
 
-use super::staging::{StagedPage, Staging};
+use super::staging::{StagedPage, Staging, undecodable};
 use super::transport::{Kind, Wire, not_an_answer};
 use super::{Client, Phase, Progress};
 use crate::capture::quote;
@@ -262,14 +262,6 @@ async fn delete_vanished(
     ))
     .await?;
     Ok(())
-}
-
-/// A staged repair page that is not the JSON it was checked to be when it came.
-fn undecodable(err: serde_json::Error) -> Error {
-    Error::ServerError {
-        status: 200,
-        message: format!("a repair page that does not decode: {err}"),
-    }
 }
 
 /// The number of rows with unsynced changes, or the refusal.

@@ -12,7 +12,7 @@ pub use compress::compress;
 use crate::error::Result;
 use crate::registry::Registry;
 use crate::tracked::Tracked;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend};
 
 /// What happened to a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -139,26 +139,8 @@ async fn read<C: ConnectionTrait>(
         "SELECT seq, content_type_id, row_id, command FROM dbsync_operations {filter} ORDER BY seq{limit}"
     );
     let columns = ["seq", "content_type_id", "row_id", "command"];
-    let entries = match crate::select_json::select_json(db, &sql, &columns, values.clone()).await? {
-        Some(entries) => entries,
-        None => db
-            .query_all_raw(Statement::from_sql_and_values(
-                db.get_database_backend(),
-                sql,
-                values,
-            ))
-            .await?
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get_by_index(0)?,
-                    row.try_get_by_index(1)?,
-                    row.try_get_by_index(2)?,
-                    row.try_get_by_index(3)?,
-                ))
-            })
-            .collect::<std::result::Result<Vec<_>, sea_orm::DbErr>>()?,
-    };
+    let entries: Vec<(i64, i64, i64, String)> =
+        crate::select_json::select_json(db, &sql, &columns, values).await?;
     let mut ops = entries
         .into_iter()
         .map(

@@ -134,10 +134,6 @@ impl Staging {
         txn: &DatabaseTransaction,
         index: i64,
     ) -> Result<Option<(StagedPage, String)>> {
-        let malformed = |e: serde_json::Error| Error::ServerError {
-            status: 200,
-            message: format!("a repair page that does not decode: {e}"),
-        };
         let kept = self.memory().pages.remove(&index);
         if let Some(kept) = kept {
             return Ok(Some(kept));
@@ -155,7 +151,7 @@ impl Staging {
         };
         let cursor = |i: usize| -> Result<Option<RepairCursor>> {
             let text: Option<String> = row.try_get_by_index(i)?;
-            text.map(|t| serde_json::from_str(&t).map_err(malformed))
+            text.map(|t| serde_json::from_str(&t).map_err(undecodable))
                 .transpose()
         };
         let page = StagedPage {
@@ -338,6 +334,14 @@ impl Staging {
             Some(row) => row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0),
             None => 0,
         })
+    }
+}
+
+/// A staged repair page, or part of one, that is not the JSON it was when it came.
+pub(super) fn undecodable(err: serde_json::Error) -> Error {
+    Error::ServerError {
+        status: 200,
+        message: format!("a repair page that does not decode: {err}"),
     }
 }
 
