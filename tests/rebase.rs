@@ -22,6 +22,7 @@ on_every_server!(
     a_pull_during_an_unanswered_push_settles_the_push_first,
     moves_outlive_trimming_for_a_push_whose_answer_was_lost,
     a_move_onto_a_key_used_and_deleted_meanwhile_keeps_the_pushed_row,
+    a_stale_push_breaking_a_unique_value_changes_nothing_and_the_pull_names_the_row,
 );
 
 /// When a slowed push waits: before it starts (nothing of it is in the database yet), or
@@ -269,6 +270,48 @@ async fn a_stale_push_over_an_unseen_change_suggests_a_pull_and_sync_recovers(
     );
     assert_eq!(cities(a.db()).await, cities(server.db()).await);
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
+}
+
+/// The rows of a stale push touch nothing an unseen version touched, but one takes a unique
+/// value an unseen version gave another row: the database refuses it, and nothing of the
+/// push (not even its moved keys) stays on the server.
+async fn a_stale_push_breaking_a_unique_value_changes_nothing_and_the_pull_names_the_row(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    let lyon = add_city(a.db(), "Lyon").await;
+    a.push().await.unwrap();
+    let metz = add_city(b.db(), "Metz").await;
+    let theirs = add_city(b.db(), "Lyon").await;
+    add_person(b.db(), "Bob", metz.id).await;
+    match b.push().await {
+        Err(Error::PullSuggested { .. }) => {}
+        other => panic!("expected PullSuggested, got {other:?}"),
+    }
+    assert_eq!(cities(server.db()).await, [(lyon.id, "Lyon".to_owned())]);
+    assert_eq!(people(server.db()).await, []);
+    assert_eq!(server.versions().await, [1]);
+    assert_eq!(log(b.db()).await.len(), 3, "B's writes wait to be pushed");
+    match b.pull().await {
+        Err(Error::UniqueConstraint { conflicts }) => {
+            assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+            assert_eq!(conflicts[0].table, "city");
+            assert_eq!(conflicts[0].row_id, i64::from(theirs.id));
+        }
+        other => panic!("expected UniqueConstraint, got {other:?}"),
+    }
+    rename_city(b.db(), theirs.id, "Lyon (b)").await;
+    b.sync().await.unwrap();
+    a.pull().await.unwrap();
+    equal_to_server(&server, &[&a, &b]).await;
+    assert_eq!(cities(server.db()).await.len(), 3);
+    assert_eq!(people(server.db()).await.len(), 1);
 }
 
 async fn a_stale_push_of_unrelated_rows_is_applied_and_the_node_pulls_the_rest(

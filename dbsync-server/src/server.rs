@@ -339,22 +339,77 @@ pub(crate) async fn scalar<T: sea_orm::TryGetable, C: ConnectionTrait>(
     }
 }
 
+/// The server's counters, as one statement reads them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counters {
+    /// The latest version.
+    pub(crate) latest: i64,
+    /// The version up to which operations were trimmed.
+    pub(crate) trimmed: i64,
+    /// The version of the push asked about, if it was applied.
+    pub(crate) pushed: Option<i64>,
+}
+
 /// Locks the version counter for the rest of `txn` and returns the latest version. Every
 /// version assignment goes through here, so concurrent pushes, from any number of server
 /// processes, get consecutive versions in commit order.
 pub(crate) async fn lock_latest(txn: &DatabaseTransaction) -> Result<i64, ServerError> {
-    let sql = match txn.get_database_backend() {
-        // SQLite locks the whole database for the first write; take it at once.
-        DbBackend::Sqlite => {
-            txn.execute_unprepared(
-                "UPDATE dbsync_server_state SET latest_version = latest_version WHERE id = 1",
-            )
-            .await?;
-            "SELECT latest_version FROM dbsync_server_state WHERE id = 1"
-        }
-        _ => "SELECT latest_version FROM dbsync_server_state WHERE id = 1 FOR UPDATE",
+    Ok(lock_counters(txn, None).await?.latest)
+}
+
+/// [`lock_latest`], reading in the same statement the trimmed version and, for
+/// `push = Some((node_id, push_id))`, the version that push got if it was applied: every
+/// statement a push makes holding the lock is a round trip every other push waits for.
+pub(crate) async fn lock_counters(
+    txn: &DatabaseTransaction,
+    push: Option<(i64, &str)>,
+) -> Result<Counters, ServerError> {
+    let backend = txn.get_database_backend();
+    // SQLite locks the whole database for the first write; take it at once.
+    if backend == DbBackend::Sqlite {
+        txn.execute_unprepared(
+            "UPDATE dbsync_server_state SET latest_version = latest_version WHERE id = 1",
+        )
+        .await?;
+    }
+    let lock = if backend == DbBackend::Sqlite {
+        ""
+    } else {
+        " FOR UPDATE"
     };
-    Ok(scalar(txn, sql, vec![]).await?.unwrap_or(0))
+    read_counters(txn, push, lock).await
+}
+
+/// The server's counters, without locking anything (see [`lock_counters`]).
+pub(crate) async fn counters<C: ConnectionTrait>(db: &C) -> Result<Counters, ServerError> {
+    read_counters(db, None, "").await
+}
+
+async fn read_counters<C: ConnectionTrait>(
+    db: &C,
+    push: Option<(i64, &str)>,
+    lock: &str,
+) -> Result<Counters, ServerError> {
+    let (pushed, values) = match push {
+        Some((node_id, push_id)) => (
+            "(SELECT version_id FROM dbsync_versions WHERE node_id = $1 AND push_id = $2)",
+            vec![node_id.into(), push_id.to_owned().into()],
+        ),
+        None => ("NULL", vec![]),
+    };
+    let sql = format!(
+        "SELECT latest_version, trimmed_version, {pushed} FROM dbsync_server_state \
+         WHERE id = 1{lock}"
+    );
+    let row = db
+        .query_one_raw(statement(db.get_database_backend(), &sql, values))
+        .await?
+        .ok_or_else(|| ServerError::Internal("dbsync_server_state has no row".into()))?;
+    Ok(Counters {
+        latest: row.try_get_by_index(0)?,
+        trimmed: row.try_get_by_index(1)?,
+        pushed: row.try_get_by_index(2)?,
+    })
 }
 
 /// Records `version` as the latest.
@@ -365,18 +420,24 @@ pub(crate) async fn set_latest(
     push_id: Option<&str>,
 ) -> Result<(), ServerError> {
     let backend = txn.get_database_backend();
-    txn.execute_raw(statement(
-        backend,
-        "INSERT INTO dbsync_versions (version_id, node_id, push_id, created_at) VALUES ($1, $2, $3, $4)",
-        vec![version.into(), node_id.into(), push_id.map(str::to_owned).into(), now_millis().into()],
-    ))
-    .await?;
-    txn.execute_raw(statement(
-        backend,
-        "UPDATE dbsync_server_state SET latest_version = $1 WHERE id = 1",
-        vec![version.into()],
-    ))
-    .await?;
+    let values = vec![
+        version.into(),
+        node_id.into(),
+        push_id.map(str::to_owned).into(),
+        now_millis().into(),
+    ];
+    let insert = "INSERT INTO dbsync_versions (version_id, node_id, push_id, created_at) \
+                  VALUES ($1, $2, $3, $4)";
+    let update = "UPDATE dbsync_server_state SET latest_version = $1 WHERE id = 1";
+    // One round trip where the database can take both: the version lock is held.
+    if backend == DbBackend::Postgres {
+        let sql = format!("WITH v AS ({insert}) {update}");
+        txn.execute_raw(statement(backend, &sql, values)).await?;
+        return Ok(());
+    }
+    txn.execute_raw(statement(backend, insert, values)).await?;
+    txn.execute_raw(statement(backend, update, vec![version.into()]))
+        .await?;
     Ok(())
 }
 
@@ -455,15 +516,4 @@ pub(crate) async fn mark_seen<C: ConnectionTrait>(
     ))
     .await?;
     Ok(())
-}
-
-/// The version up to which operations were trimmed.
-pub(crate) async fn trimmed_version<C: ConnectionTrait>(db: &C) -> Result<i64, ServerError> {
-    Ok(scalar(
-        db,
-        "SELECT trimmed_version FROM dbsync_server_state WHERE id = 1",
-        vec![],
-    )
-    .await?
-    .unwrap_or(0))
 }

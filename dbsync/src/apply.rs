@@ -58,6 +58,28 @@ pub async fn apply_operations(
     operations: &[WireOperation],
     rows: &Rows,
 ) -> Result<()> {
+    apply(txn, registry, operations, rows, true).await
+}
+
+/// [`apply_operations`] for operations whose inserted keys are known to be free in `txn`
+/// (the server moved every taken one, holding its version lock): it skips reading the
+/// inserted keys back.
+pub async fn apply_operations_to_free_keys(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    operations: &[WireOperation],
+    rows: &Rows,
+) -> Result<()> {
+    apply(txn, registry, operations, rows, false).await
+}
+
+async fn apply(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    operations: &[WireOperation],
+    rows: &Rows,
+    check_inserted_keys: bool,
+) -> Result<()> {
     let index = index_rows(registry, rows)?;
     let mut by_table: HashMap<&str, Vec<&WireOperation>> = HashMap::new();
     for op in operations {
@@ -86,6 +108,7 @@ pub async fn apply_operations(
             .collect();
         info.ops().delete(txn, &deletes).await?;
     }
+    let mut written: Vec<&TableInfo> = Vec::new();
     for info in registry.tables() {
         let Some(ops) = by_table.get(info.name.as_str()) else {
             continue;
@@ -116,17 +139,23 @@ pub async fn apply_operations(
                 _ => updates.push(row),
             }
         }
-        let inserted = !inserts.is_empty() || !updates.is_empty();
-        insert_new(txn, info, &inserts).await?;
+        if !inserts.is_empty() || !updates.is_empty() {
+            written.push(info);
+        }
+        if check_inserted_keys {
+            insert_new(txn, info, &inserts).await?;
+        } else {
+            info.ops()
+                .insert_many(txn, &inserts)
+                .await
+                .map_err(|e| with_table(e, &info.name))?;
+        }
         info.ops()
             .upsert_many(txn, &updates)
             .await
             .map_err(|e| with_table(e, &info.name))?;
-        if inserted {
-            advance_key_generator(txn, info).await?;
-        }
     }
-    Ok(())
+    advance_key_generators(txn, &written).await
 }
 
 /// Inserts rows whose keys must be free; a key that holds the very same row is fine (a
@@ -166,24 +195,41 @@ async fn insert_new(txn: &DatabaseTransaction, info: &TableInfo, rows: &[&Row]) 
 /// Keeps the table's key generator above every key written explicitly. SQLite's
 /// AUTOINCREMENT and MySQL's AUTO_INCREMENT follow explicit keys by themselves; a PostgreSQL
 /// sequence does not, and a later generated key would collide.
+#[cfg(feature = "client")]
 pub(crate) async fn advance_key_generator(
     txn: &DatabaseTransaction,
     info: &TableInfo,
 ) -> Result<()> {
-    if txn.get_database_backend() != DbBackend::Postgres {
+    advance_key_generators(txn, &[info]).await
+}
+
+/// [`advance_key_generator`] for several tables, in one statement.
+pub(crate) async fn advance_key_generators(
+    txn: &DatabaseTransaction,
+    infos: &[&TableInfo],
+) -> Result<()> {
+    if txn.get_database_backend() != DbBackend::Postgres || infos.is_empty() {
         return Ok(());
     }
-    let table = crate::capture::quote(&info.name);
-    let pk = crate::capture::quote(&info.primary_key);
-    let sql = format!(
-        "SELECT setval(s, GREATEST((SELECT COALESCE(MAX({pk}), 0) FROM {table}), \
-         COALESCE(pg_sequence_last_value(s), 0), 1)) \
-         FROM (SELECT pg_get_serial_sequence($1, $2)::regclass AS s) seq WHERE s IS NOT NULL"
-    );
+    let mut parts = Vec::with_capacity(infos.len());
+    let mut values = Vec::with_capacity(2 * infos.len());
+    for info in infos {
+        let table = crate::capture::quote(&info.name);
+        let pk = crate::capture::quote(&info.primary_key);
+        let (t, c) = (values.len() + 1, values.len() + 2);
+        parts.push(format!(
+            "SELECT setval(s, GREATEST((SELECT COALESCE(MAX({pk}), 0) FROM {table}), \
+             COALESCE(pg_sequence_last_value(s), 0), 1)) \
+             FROM (SELECT pg_get_serial_sequence(${t}, ${c})::regclass AS s) seq \
+             WHERE s IS NOT NULL"
+        ));
+        values.push(table.into());
+        values.push(info.primary_key.clone().into());
+    }
     txn.execute_raw(sea_orm::Statement::from_sql_and_values(
         DbBackend::Postgres,
-        sql,
-        vec![table.clone().into(), info.primary_key.clone().into()],
+        parts.join(" UNION ALL "),
+        values,
     ))
     .await?;
     Ok(())

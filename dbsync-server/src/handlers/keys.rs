@@ -38,23 +38,29 @@ pub(crate) async fn max_id<C: ConnectionTrait>(
     db: &C,
     info: &TableInfo,
 ) -> Result<i64, ServerError> {
-    let backend = db.get_database_backend();
+    let (sql, values) = max_id_sql(db.get_database_backend(), info, 1);
+    Ok(scalar::<i64, _>(db, &sql, values).await?.unwrap_or(0))
+}
+
+/// The statement [`max_id`] runs, its parameters numbered from `first`.
+fn max_id_sql(backend: DbBackend, info: &TableInfo, first: usize) -> (String, Vec<sea_orm::Value>) {
     let (q, pk) = (
         quote(backend, &info.name),
         quote(backend, &info.primary_key),
     );
-    let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
+    let (a, b) = (first, first + 1);
+    match backend {
         DbBackend::Postgres => (
             format!(
                 "SELECT GREATEST((SELECT MAX({pk})::bigint FROM {q}), \
-                 pg_sequence_last_value(pg_get_serial_sequence($1, $2)::regclass))"
+                 pg_sequence_last_value(pg_get_serial_sequence(${a}, ${b})::regclass))"
             ),
             vec![q.clone().into(), info.primary_key.clone().into()],
         ),
         DbBackend::Sqlite => (
             format!(
                 "SELECT MAX(x) FROM (SELECT MAX({pk}) AS x FROM {q} \
-                 UNION ALL SELECT seq FROM sqlite_sequence WHERE name = $1)"
+                 UNION ALL SELECT seq FROM sqlite_sequence WHERE name = ?)"
             ),
             vec![info.name.clone().into()],
         ),
@@ -66,8 +72,7 @@ pub(crate) async fn max_id<C: ConnectionTrait>(
             ),
             vec![info.name.clone().into()],
         ),
-    };
-    Ok(scalar::<i64, _>(db, &sql, values).await?.unwrap_or(0))
+    }
 }
 
 /// Moves every insert of `push` whose key holds a row on the server, or was used by a
@@ -95,15 +100,18 @@ pub(crate) async fn move_taken_keys(
         let Some(info) = registry.table(table) else {
             continue;
         };
-        let mut taken = existing_keys(txn, info, &ids).await?;
+        let (mut taken, max) = existing_keys(txn, info, &ids).await?;
         if let Some(unseen) = unseen {
             taken.extend(ids.iter().copied().filter(|id| unseen.touched(info, *id)));
         }
         if taken.is_empty() {
             continue;
         }
-        let mut next = max_id(txn, info)
-            .await?
+        let max = match max {
+            Some(max) => max,
+            None => max_id(txn, info).await?,
+        };
+        let mut next = max
             .max(ids.iter().copied().max().unwrap_or(0))
             .max(unseen.map_or(0, |u| u.max_id(info)));
         let mut sorted: Vec<i64> = taken.into_iter().collect();
@@ -123,34 +131,47 @@ pub(crate) async fn move_taken_keys(
     Ok(moves)
 }
 
-/// The keys among `ids` that hold a row in `info`'s table.
+/// The keys among `ids` that hold a row in `info`'s table, and where the database reads it
+/// in the same statement, the table's [`max_id`]: the version lock is held, and every round
+/// trip counts.
 async fn existing_keys(
     txn: &DatabaseTransaction,
     info: &TableInfo,
     ids: &[i64],
-) -> Result<HashSet<i64>, ServerError> {
+) -> Result<(HashSet<i64>, Option<i64>), ServerError> {
     let backend = txn.get_database_backend();
     let (q, pk) = (
         quote(backend, &info.name),
         quote(backend, &info.primary_key),
     );
     let mut out = HashSet::new();
-    let listed = match backend {
-        DbBackend::Sqlite => Some("SELECT value FROM json_each(?)"),
-        DbBackend::Postgres => Some("SELECT value::int8 FROM json_array_elements_text($1::json)"),
+    // One parameter for every key: no statement to parse per thousand keys.
+    let found = match backend {
+        DbBackend::Sqlite => Some(format!(
+            "SELECT json_group_array({pk}) FROM {q} WHERE {pk} IN (SELECT value FROM json_each(?))"
+        )),
+        DbBackend::Postgres => Some(format!(
+            "SELECT COALESCE(json_agg({pk}), '[]')::text FROM {q} \
+             WHERE {pk} IN (SELECT value::int8 FROM json_array_elements_text($1::json))"
+        )),
         _ => None,
     };
-    // One parameter for every key: no statement to parse per thousand keys.
-    if let Some(list) = listed {
+    if let Some(found) = found {
         let keys = serde_json::to_string(ids).map_err(|e| ServerError::Internal(e.to_string()))?;
-        let sql = format!(
-            "SELECT {} AS id FROM {q} WHERE {pk} IN ({list})",
-            as_bigint(backend, &pk)
-        );
-        let found: Vec<(i64,)> =
-            dbsync::__private::select_json(txn, &sql, &["id"], vec![keys.into()]).await?;
-        out.extend(found.into_iter().map(|(id,)| id));
-        return Ok(out);
+        let (max, max_values) = max_id_sql(backend, info, 2);
+        let sql = format!("SELECT ({found}), ({max})");
+        let mut values = vec![keys.into()];
+        values.extend(max_values);
+        let row = txn
+            .query_one_raw(statement(backend, &sql, values))
+            .await?
+            .ok_or_else(|| ServerError::Internal("no row for the taken keys".into()))?;
+        let found: String = row.try_get_by_index(0)?;
+        let max: Option<i64> = row.try_get_by_index(1)?;
+        let found: Vec<i64> =
+            serde_json::from_str(&found).map_err(|e| ServerError::Internal(e.to_string()))?;
+        out.extend(found);
+        return Ok((out, Some(max.unwrap_or(0))));
     }
     for chunk in ids.chunks(CHUNK) {
         let list = chunk
@@ -166,7 +187,7 @@ async fn existing_keys(
             out.insert(row.try_get_by_index::<i64>(0)?);
         }
     }
-    Ok(out)
+    Ok((out, None))
 }
 
 /// Applies `moves` to the push: the operations, the rows' keys and every foreign key that

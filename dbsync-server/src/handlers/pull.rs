@@ -4,7 +4,7 @@ use super::keys;
 use super::rows::ship;
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, mark_seen, scalar, stamp_pending, statement, trimmed_version};
+use crate::server::{Counters, SyncServer, counters, mark_seen, stamp_pending, statement};
 use dbsync::Command;
 use dbsync::messages::{LogCursor, PullRequest, PullResponse, Rows, SignedRequest, WireOperation};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -24,14 +24,9 @@ impl SyncServer {
         stamp_pending(self.db()).await?;
         let registry = self.inner.registry;
         let txn = self.db().begin().await?;
-        let latest: i64 = scalar(
-            &txn,
-            "SELECT latest_version FROM dbsync_server_state WHERE id = 1",
-            vec![],
-        )
-        .await?
-        .unwrap_or(0);
-        let trimmed = trimmed_version(&txn).await?;
+        let Counters {
+            latest, trimmed, ..
+        } = counters(&txn).await?;
         if pull.base_version < trimmed {
             return Err(ServerError::RepairRequired {
                 node: pull.base_version,

@@ -4,10 +4,11 @@ use super::keys;
 use super::rebase::{self, Unseen};
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, lock_latest, mark_seen, scalar, set_latest, stamp_pending};
+use crate::server::{SyncServer, lock_counters, mark_seen, set_latest, stamp_pending};
+use dbsync::__private::apply_operations_to_free_keys;
 use dbsync::messages::{PushRequest, PushResponse, SignedRequest, WireOperation};
 use dbsync::{Command, Registry};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use std::collections::HashSet;
 
 /// Operations logged per multi-row insert: 4 parameters each, under SQLite's limit of
@@ -38,15 +39,10 @@ impl SyncServer {
         stamp_pending(self.db()).await?;
 
         let txn = dbsync::begin_untracked(self.db()).await?;
-        let latest = lock_latest(&txn).await?;
         let node_id = push.meta.node_id;
-        let known: Option<i64> = scalar(
-            &*txn,
-            "SELECT version_id FROM dbsync_versions WHERE node_id = $1 AND push_id = $2",
-            vec![node_id.into(), push.push_id.clone().into()],
-        )
-        .await?;
-        if let Some(version) = known {
+        let counters = lock_counters(&txn, Some((node_id, &push.push_id))).await?;
+        let latest = counters.latest;
+        if let Some(version) = counters.pushed {
             txn.rollback().await?;
             tracing::info!(version, "push retried: answered from its first attempt");
             let moved = keys::moves_of(self.db(), node_id, version - 1, version)
@@ -71,7 +67,7 @@ impl SyncServer {
             return Err(pull_first);
         }
         let unseen = if stale {
-            match Unseen::load(&txn, &push, latest).await? {
+            match Unseen::load(&txn, &push, counters).await? {
                 Some(unseen) => Some(unseen),
                 None => return Err(pull_first),
             }
@@ -89,21 +85,18 @@ impl SyncServer {
                 .await
                 .map_err(ServerError::Unauthorized)?;
         }
-        if stale {
-            // A constraint the rows break here (a unique value taken meanwhile, say) is the
-            // merge's to settle: the node pulls first, as it would have without rebasing.
-            let attempt = txn.begin().await?;
-            match dbsync::apply_operations(&attempt, registry, &push.operations, &push.rows).await {
-                Ok(()) => attempt.commit().await?,
-                Err(dbsync::Error::Db(err)) if err.sql_err().is_some() => {
-                    attempt.rollback().await?;
-                    tracing::info!(%err, "stale push breaks a constraint: pull first");
-                    return Err(pull_first);
-                }
-                Err(err) => return Err(err.into()),
+        // `move_taken_keys` freed every inserted key, under the lock.
+        match apply_operations_to_free_keys(&txn, registry, &push.operations, &push.rows).await {
+            Ok(()) => {}
+            // A constraint the rows break in a stale push (a unique value taken meanwhile,
+            // say) is the merge's to settle: the node pulls first, as it would have without
+            // rebasing. Nothing of the push stays: the transaction is dropped.
+            Err(dbsync::Error::Db(err)) if stale && err.sql_err().is_some() => {
+                txn.rollback().await?;
+                tracing::info!(%err, "stale push breaks a constraint: pull first");
+                return Err(pull_first);
             }
-        } else {
-            dbsync::apply_operations(&txn, registry, &push.operations, &push.rows).await?;
+            Err(err) => return Err(err.into()),
         }
         let version = latest + 1;
         set_latest(&txn, version, Some(node_id), Some(&push.push_id)).await?;

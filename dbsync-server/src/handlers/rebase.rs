@@ -12,7 +12,7 @@
 //! it skipped, without its own pushes.
 
 use crate::error::ServerError;
-use crate::server::{as_bigint, quote, statement, trimmed_version};
+use crate::server::{Counters, as_bigint, quote, statement};
 use dbsync::messages::PushRequest;
 use dbsync::{Command, Registry, TableInfo};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
@@ -31,10 +31,10 @@ impl Unseen {
     pub(crate) async fn load(
         txn: &DatabaseTransaction,
         push: &PushRequest,
-        latest: i64,
+        counters: Counters,
     ) -> Result<Option<Unseen>, ServerError> {
         let base = push.base_version;
-        if base < trimmed_version(txn).await? || base > latest {
+        if base < counters.trimmed || base > counters.latest {
             return Ok(None);
         }
         let found = txn
