@@ -220,6 +220,9 @@ async fn a_snapshot_page_written_as_text_is_checked_and_takes_unique_values(
         r#"[{"id": 1.5, "name": "X"}]"#,
         r#"[{"id": 4294967296, "name": "X"}]"#,
         r#"[{"id": 1, "name": 7}]"#,
+        r#"[{"id": 1, "name": true}]"#,
+        r#"[{"id": 1, "name": "X", "name": "Y"}]"#,
+        r#"[{"id": 1, "name": "X"}, {"id": 2}]"#,
         r#"[[1, "X"]]"#,
     ] {
         let result = info

@@ -69,6 +69,7 @@ mod node_state;
 mod oplog;
 mod registry;
 mod row;
+mod rows_text;
 mod select_json;
 mod setup;
 mod table;

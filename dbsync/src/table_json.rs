@@ -12,6 +12,7 @@
 use crate::capture::quote;
 use crate::error::{Error, Result};
 use crate::row::Row;
+use crate::rows_text::{Kind, check_rows};
 use sea_orm::{
     ColumnTrait, ColumnType, ConnectionTrait, DatabaseTransaction, DbBackend, IdenStatic, Iterable,
     Statement, Value,
@@ -20,15 +21,6 @@ use serde_json::Value as Json;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
-
-/// How a column's values look in JSON.
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    /// An integer within the column type's range.
-    Int { min: i64, max: i64 },
-    /// A string.
-    Text,
-}
 
 /// What the database's JSON functions need to know of a table: its columns and their kinds.
 #[derive(Debug)]
@@ -386,52 +378,20 @@ impl JsonTable {
         if self.backend != DbBackend::Sqlite {
             return Ok(false);
         }
-        let valid = self
-            .columns
-            .iter()
-            .map(|(name, kind)| {
-                let when = match kind {
-                    Kind::Int { min, max } => {
-                        format!(
-                            "WHEN 'integer' THEN (r.value ->> '$.{name}') BETWEEN {min} AND {max}"
-                        )
-                    }
-                    Kind::Text => "WHEN 'text' THEN 1".to_owned(),
-                };
-                format!("CASE json_type(r.value, '$.{name}') WHEN 'null' THEN 1 {when} ELSE 0 END")
-            })
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let check = format!(
-            // `r.value`: inside the subquery, a bare `value` is the inner `json_each`'s own.
-            "SELECT count(*), min(r.value) FROM json_each(?) AS r WHERE NOT \
-             (json_type(r.value) = 'object' \
-             AND (SELECT count(*) FROM json_each(r.value)) = {} AND {valid})",
-            self.columns.len()
-        );
-        let found = db
-            .query_one_raw(Statement::from_sql_and_values(
-                self.backend,
-                check,
-                vec![json.into()],
-            ))
-            .await?;
-        if let Some(row) = found {
-            let bad: i64 = row.try_get_by_index(0)?;
-            if bad > 0 {
-                let example: Option<String> = row.try_get_by_index(1)?;
-                return Err(Error::RowCodec {
-                    table: self.table.clone(),
-                    column: String::new(),
-                    reason: format!(
-                        "{bad} rows do not match the table's columns and types, such as {}",
-                        example.unwrap_or_default()
-                    ),
-                });
-            }
-        }
+        check_rows(&self.columns, json).map_err(|refusal| Error::RowCodec {
+            table: self.table.clone(),
+            column: refusal.column,
+            reason: refusal.reason,
+        })?;
         let (table, pk) = (quote(&self.table), quote(&self.primary_key));
         let key = &self.primary_key;
+        // No row can hold a value the page takes in an empty table (a first sync), and
+        // looking every value of the page up costs about as much as writing it.
+        let unique = if unique.is_empty() || self.is_empty(db).await? {
+            &[]
+        } else {
+            unique
+        };
         for column in unique.iter().flatten() {
             let Some((name, kind)) = self.columns.iter().find(|(name, _)| name == column) else {
                 continue;
@@ -462,6 +422,14 @@ impl JsonTable {
         ))
         .await?;
         Ok(true)
+    }
+
+    async fn is_empty(&self, db: &DatabaseTransaction) -> Result<bool> {
+        let sql = format!("SELECT 1 FROM {} LIMIT 1", quote(&self.table));
+        let found = db
+            .query_one_raw(Statement::from_sql_and_values(self.backend, sql, vec![]))
+            .await?;
+        Ok(found.is_none())
     }
 
     /// Deletes the rows with a key in `(low, high]` that the JSON array of rows `json` does
