@@ -4,8 +4,10 @@
 //! (`table_json.rs`), which would take a string for a number, a missing column for `NULL` or
 //! ignore an extra key. The text is checked first, in one pass of serde's parser that
 //! allocates nothing per row: SQLite's own JSON functions took longer to check a page than
-//! to write it.
+//! to write it. The same pass can collect the values, in column order, for a statement to
+//! bind: SQLite writes bound rows about twice as fast as it reads them out of JSON text.
 
+use sea_orm::Value;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::cell::RefCell;
 use std::fmt;
@@ -42,11 +44,37 @@ pub(crate) struct Refusal {
 
 /// Checks that `json` is an array of objects that hold every one of `columns` exactly once
 /// and nothing else, each value `null` or of its column's kind. Returns the number of rows.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn check_rows(columns: &[(String, Kind)], json: &str) -> Result<usize, Refusal> {
+    read_rows(columns, json, None)
+}
+
+/// [`check_rows`], returning every row's values in column order, one after the other.
+pub(crate) fn row_values(columns: &[(String, Kind)], json: &str) -> Result<Vec<Value>, Refusal> {
+    let mut values = Vec::new();
+    read_rows(columns, json, Some(&mut values))?;
+    Ok(values)
+}
+
+/// The value binding `null` in a column of `kind`.
+pub(crate) fn null(kind: Kind) -> Value {
+    match kind {
+        Kind::Int { .. } => Value::BigInt(None),
+        Kind::Text => Value::String(None),
+    }
+}
+
+fn read_rows(
+    columns: &[(String, Kind)],
+    json: &str,
+    values: Option<&mut Vec<Value>>,
+) -> Result<usize, Refusal> {
     let fault = RefCell::new(String::new());
+    let values = values.map(RefCell::new);
     let rows = Rows {
         columns,
         fault: &fault,
+        values: values.as_ref(),
     };
     let mut de = serde_json::Deserializer::from_str(json);
     let result = rows.deserialize(&mut de).and_then(|n| de.end().map(|()| n));
@@ -62,6 +90,8 @@ struct Rows<'c> {
     columns: &'c [(String, Kind)],
     /// The column of the first fault, for the error.
     fault: &'c RefCell<String>,
+    /// Where the values go, when they are wanted.
+    values: Option<&'c RefCell<&'c mut Vec<Value>>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Rows<'_> {
@@ -126,6 +156,12 @@ impl<'de> Visitor<'de> for Object<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let Object { rows, seen, index } = self;
         seen.iter_mut().for_each(|s| *s = false);
+        let base = rows.values.map(|values| {
+            let mut values = values.borrow_mut();
+            let base = values.len();
+            values.extend(rows.columns.iter().map(|(_, kind)| null(*kind)));
+            base
+        });
         let fail = |column: &str, reason: String| {
             *rows.fault.borrow_mut() = column.to_owned();
             de::Error::custom(format!("row {index}: {reason}"))
@@ -135,12 +171,15 @@ impl<'de> Visitor<'de> for Object<'_, '_> {
             if std::mem::replace(&mut seen[at], true) {
                 return Err(fail(name, format!("column `{name}` given twice")));
             }
-            map.next_value_seed(Field {
+            let value = map.next_value_seed(Field {
                 kind: *kind,
                 name,
                 index,
                 fault: rows.fault,
             })?;
+            if let (Some(values), Some(base), Some(value)) = (rows.values, base, value) {
+                values.borrow_mut()[base + at] = value;
+            }
         }
         if let Some(at) = seen.iter().position(|s| !s) {
             let name = &rows.columns[at].0;
@@ -201,58 +240,58 @@ impl Field<'_> {
 }
 
 impl<'de> DeserializeSeed<'de> for Field<'_> {
-    type Value = ();
+    type Value = Option<Value>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<Value>, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Field<'_> {
-    type Value = ();
+    type Value = Option<Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind.expected())
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Value>, E> {
+        Ok(None)
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<Value>, E> {
         match self.kind {
-            Kind::Int { min, max } if (min..=max).contains(&v) => Ok(()),
+            Kind::Int { min, max } if (min..=max).contains(&v) => Ok(Some(Value::BigInt(Some(v)))),
             _ => Err(self.refuse(format_args!("{v}"))),
         }
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<Value>, E> {
         match i64::try_from(v) {
             Ok(v) => self.visit_i64(v),
             Err(_) => Err(self.refuse(format_args!("{v}"))),
         }
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Option<Value>, E> {
         Err(self.refuse(format_args!("{v}")))
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<Value>, E> {
         match self.kind {
-            Kind::Text => Ok(()),
+            Kind::Text => Ok(Some(Value::String(Some(v.to_owned())))),
             Kind::Int { .. } => Err(self.refuse(format_args!("{v:?}"))),
         }
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Option<Value>, E> {
         Err(self.refuse(format_args!("{v}")))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Option<Value>, A::Error> {
         Err(self.refuse(format_args!("an array")))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Option<Value>, A::Error> {
         Err(self.refuse(format_args!("an object")))
     }
 }
@@ -279,6 +318,20 @@ mod tests {
         let text = r#"[{"id": 1, "name": "Lyon"}, {"name": "Nice \"N\"", "id": 2}, {"id": null, "name": null}]"#;
         assert_eq!(check_rows(&city(), text), Ok(3));
         assert_eq!(check_rows(&city(), "[]"), Ok(0));
+    }
+
+    #[test]
+    fn gives_the_values_in_column_order() {
+        let text = r#"[{"name": "Lyon", "id": 1}, {"id": 2, "name": null}]"#;
+        assert_eq!(
+            row_values(&city(), text).unwrap(),
+            [
+                Value::BigInt(Some(1)),
+                Value::String(Some("Lyon".into())),
+                Value::BigInt(Some(2)),
+                Value::String(None),
+            ]
+        );
     }
 
     #[test]

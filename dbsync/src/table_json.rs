@@ -12,7 +12,7 @@
 use crate::capture::quote;
 use crate::error::{Error, Result};
 use crate::row::Row;
-use crate::rows_text::{Kind, check_rows};
+use crate::rows_text::{Kind, null, row_values};
 use sea_orm::{
     ColumnTrait, ColumnType, ConnectionTrait, DatabaseTransaction, DbBackend, IdenStatic, Iterable,
     Statement, Value,
@@ -351,6 +351,17 @@ impl JsonTable {
         for row in rows {
             self.check(row)?;
         }
+        if self.backend == DbBackend::Sqlite {
+            let mut values = Vec::with_capacity(rows.len() * self.columns.len());
+            for row in rows {
+                values.extend(self.columns.iter().map(|(name, kind)| match row.get(name) {
+                    Some(Json::Number(n)) => Value::BigInt(n.as_i64()),
+                    Some(Json::String(text)) => Value::String(Some(text.clone())),
+                    _ => null(*kind),
+                }));
+            }
+            return self.write_values(db, values, upsert).await;
+        }
         let sql = self.insert_sql(upsert);
         for chunk in rows.chunks(BATCH) {
             let text =
@@ -378,7 +389,7 @@ impl JsonTable {
         if self.backend != DbBackend::Sqlite {
             return Ok(false);
         }
-        check_rows(&self.columns, json).map_err(|refusal| Error::RowCodec {
+        let values = row_values(&self.columns, json).map_err(|refusal| Error::RowCodec {
             table: self.table.clone(),
             column: refusal.column,
             reason: refusal.reason,
@@ -415,12 +426,7 @@ impl JsonTable {
             ))
             .await?;
         }
-        db.execute_raw(Statement::from_sql_and_values(
-            self.backend,
-            self.insert_sql(true),
-            vec![json.into()],
-        ))
-        .await?;
+        self.write_values(db, values, true).await?;
         Ok(true)
     }
 
@@ -462,11 +468,54 @@ impl JsonTable {
         Ok(true)
     }
 
-    /// `INSERT ... SELECT` of every row of a JSON array bound as the only parameter; with
-    /// `upsert`, a row whose key exists replaces it.
-    fn insert_sql(&self, upsert: bool) -> String {
-        let names = self.names();
-        let conflict = if upsert {
+    /// Inserts rows given as their values in column order, one row after the other, as
+    /// multi-row statements with bound values: on SQLite, twice as fast as reading the rows
+    /// out of JSON text (PostgreSQL gets the text: see [`BATCH`]).
+    async fn write_values(
+        &self,
+        db: &DatabaseTransaction,
+        values: Vec<Value>,
+        upsert: bool,
+    ) -> Result<()> {
+        let width = self.columns.len().max(1);
+        let per_statement = BOUND_ROWS.min(MAX_PARAMETERS / width).max(1);
+        let full = self.bound_insert_sql(per_statement, upsert);
+        let mut values = values.into_iter().peekable();
+        while values.peek().is_some() {
+            let chunk: Vec<Value> = values.by_ref().take(per_statement * width).collect();
+            let rows = chunk.len() / width;
+            let sql = if rows == per_statement {
+                full.clone()
+            } else {
+                self.bound_insert_sql(rows, upsert)
+            };
+            db.execute_raw(Statement::from_sql_and_values(self.backend, sql, chunk))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn bound_insert_sql(&self, rows: usize, upsert: bool) -> String {
+        let one = format!("({})", vec!["?"; self.columns.len()].join(", "));
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            quote(&self.table),
+            self.names()
+        );
+        sql.reserve(rows * (one.len() + 2));
+        for i in 0..rows {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&one);
+        }
+        sql.push_str(&self.conflict(upsert));
+        sql
+    }
+
+    /// The `ON CONFLICT` clause of an upsert, empty for an insert.
+    fn conflict(&self, upsert: bool) -> String {
+        if upsert {
             let others: Vec<String> = self
                 .columns
                 .iter()
@@ -484,7 +533,14 @@ impl JsonTable {
             }
         } else {
             String::new()
-        };
+        }
+    }
+
+    /// `INSERT ... SELECT` of every row of a JSON array bound as the only parameter; with
+    /// `upsert`, a row whose key exists replaces it.
+    fn insert_sql(&self, upsert: bool) -> String {
+        let names = self.names();
+        let conflict = self.conflict(upsert);
         let fields = self
             .columns
             .iter()
@@ -524,6 +580,13 @@ pub struct RowsText {
 /// Rows per statement: one parameter whatever the count, so the bound is the statement's
 /// size, a few hundred kilobytes.
 const BATCH: usize = 5_000;
+
+/// Rows per multi-row statement with bound values: longer statements cost more to prepare
+/// than they save.
+const BOUND_ROWS: usize = 1_000;
+
+/// SQLite's limit on a statement's parameters.
+const MAX_PARAMETERS: usize = 32_766;
 
 /// The JSON kind of a column, when the database's JSON functions encode it as dbsync does.
 fn kind(column_type: &ColumnType, template: &Value) -> Option<Kind> {
