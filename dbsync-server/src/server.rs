@@ -360,6 +360,10 @@ pub(crate) async fn lock_latest(txn: &DatabaseTransaction) -> Result<i64, Server
 /// [`lock_latest`], reading in the same statement the trimmed version and, for
 /// `push = Some((node_id, push_id))`, the version that push got if it was applied: every
 /// statement a push makes holding the lock is a round trip every other push waits for.
+///
+/// On PostgreSQL and MySQL the push's version is read by a statement of its own, once the
+/// lock is held: a subquery of the locking statement reads the snapshot taken before it
+/// waited for the lock, and would miss an attempt of the same push that committed meanwhile.
 pub(crate) async fn lock_counters(
     txn: &DatabaseTransaction,
     push: Option<(i64, &str)>,
@@ -372,12 +376,19 @@ pub(crate) async fn lock_counters(
         )
         .await?;
     }
-    let lock = if backend == DbBackend::Sqlite {
-        ""
-    } else {
-        " FOR UPDATE"
-    };
-    read_counters(txn, push, lock).await
+    if backend == DbBackend::Sqlite {
+        return read_counters(txn, push, "").await;
+    }
+    let mut counters = read_counters(txn, None, " FOR UPDATE").await?;
+    if let Some((node_id, push_id)) = push {
+        counters.pushed = scalar(
+            txn,
+            "SELECT version_id FROM dbsync_versions WHERE node_id = $1 AND push_id = $2",
+            vec![node_id.into(), push_id.to_owned().into()],
+        )
+        .await?;
+    }
+    Ok(counters)
 }
 
 /// The server's counters, without locking anything (see [`lock_counters`]).

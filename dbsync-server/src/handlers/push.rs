@@ -11,9 +11,9 @@ use dbsync::{Command, Registry};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use std::collections::HashSet;
 
-/// Operations logged per multi-row insert: 4 parameters each, under SQLite's limit of
-/// 32,766 parameters per statement.
-const LOG_BATCH: usize = 4_000;
+/// Operations logged per multi-row insert with bound values: the same statement serves every
+/// full batch, prepared once, and longer ones cost more to prepare than they save.
+const LOG_BATCH: usize = 1_000;
 /// Operations logged per statement where they travel as one JSON parameter: the bound is the
 /// statement's size, about half a megabyte.
 const JSON_LOG_BATCH: usize = 20_000;
@@ -160,9 +160,10 @@ fn check_operations(registry: &Registry, operations: &[WireOperation]) -> Result
     Ok(())
 }
 
-/// Records the push's operations under `version`, for the other nodes to pull. SQLite and
-/// PostgreSQL take them as one JSON parameter, which they unpack themselves: binding four
-/// parameters per operation costs more than the insert.
+/// Records the push's operations under `version`, for the other nodes to pull. PostgreSQL
+/// takes them as one JSON parameter, which it unpacks itself: a statement binding four
+/// parameters per operation is large, and large statements wait on the network (see
+/// BENCHMARKS.md). SQLite, in process, writes bound values faster than it reads JSON.
 async fn log_operations(
     txn: &DatabaseTransaction,
     registry: &Registry,
@@ -175,10 +176,6 @@ async fn log_operations(
         (i64::from(ct), op.row_id, letter(op.command))
     };
     let unpacked = match backend {
-        DbBackend::Sqlite => Some(
-            "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, ? FROM json_each(?) ORDER BY key",
-        ),
         DbBackend::Postgres => Some(
             "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) \
              SELECT (e ->> 0)::int8, (e ->> 1)::int8, e ->> 2, $1 \
