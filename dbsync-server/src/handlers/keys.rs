@@ -111,17 +111,16 @@ pub(crate) async fn move_taken_keys(
             Some(max) => max,
             None => max_id(txn, info).await?,
         };
-        let mut next = max
+        let last = max
             .max(ids.iter().copied().max().unwrap_or(0))
             .max(unseen.map_or(0, |u| u.max_id(info)));
         let mut sorted: Vec<i64> = taken.into_iter().collect();
         sorted.sort_unstable();
-        for old in sorted {
-            next += 1;
+        for (new, old) in (last + 1..).zip(sorted) {
             moves.push(MovedKey {
                 table: info.name.clone(),
                 old,
-                new: next,
+                new,
             });
         }
     }

@@ -3,10 +3,10 @@
 use super::rows::{changed_since, with_references};
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, mark_seen, scalar, stamp_pending};
+use crate::server::{SyncServer, as_bigint, mark_seen, quote, scalar, stamp_pending};
 use dbsync::messages::{RepairCursor, RepairRequest, RepairResponse, Rows, SignedRequest};
 use dbsync::{Row, TableInfo};
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -22,7 +22,15 @@ pub(crate) struct RepairAnswer {
     rows: BTreeMap<String, PageRows>,
     next: Option<RepairCursor>,
     table: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ahead: Vec<RepairCursor>,
 }
+
+/// Cursors a page gives beyond its `next`, so that a node can ask for the next pages at
+/// once: a page read on PostgreSQL is mostly the database's work, and two at a time use
+/// both cores of a small server. Nodes ask in pairs, so one cursor ahead is enough; each
+/// costs an index walk over a page of keys.
+const AHEAD: usize = 1;
 
 /// One table's rows of a page.
 #[derive(Serialize)]
@@ -57,6 +65,7 @@ impl SyncServer {
             rows,
             next: answer.next,
             table: answer.table,
+            ahead: answer.ahead,
         })
     }
 
@@ -101,6 +110,7 @@ impl SyncServer {
         };
         let mut rows = BTreeMap::new();
         let mut next = None;
+        let mut ahead = Vec::new();
         let walked = tables.get(index).map(|t| t.name.clone());
         if let Some(info) = tables.get(index) {
             let (count, last, found) = self
@@ -117,6 +127,9 @@ impl SyncServer {
                 }),
             };
             rows = found;
+            if let Some(cursor) = next.as_ref().filter(|c| c.table == info.name) {
+                ahead = cursors_ahead(&txn, info, cursor.after_id, page).await?;
+            }
         }
         txn.commit().await?;
         // An unsigned read (from a server that allows them) may come from anyone: it does
@@ -129,6 +142,7 @@ impl SyncServer {
             rows,
             next,
             table: walked,
+            ahead,
         })
     }
 
@@ -173,4 +187,39 @@ impl SyncServer {
             .collect();
         Ok((count, last, rows))
     }
+}
+
+/// The cursors of the [`AHEAD`] pages of `info` after the page that starts after key
+/// `after`, as long as they are full: the key each of them ends on.
+async fn cursors_ahead(
+    txn: &DatabaseTransaction,
+    info: &TableInfo,
+    mut after: i64,
+    page: u32,
+) -> Result<Vec<RepairCursor>, ServerError> {
+    let backend = txn.get_database_backend();
+    let (table, pk) = (
+        quote(backend, &info.name),
+        quote(backend, &info.primary_key),
+    );
+    let sql = format!(
+        "SELECT {} FROM {table} WHERE {pk} > $1 ORDER BY {pk} LIMIT 1 OFFSET $2",
+        as_bigint(backend, &pk)
+    );
+    let mut out = Vec::with_capacity(AHEAD);
+    for _ in 0..AHEAD {
+        let end: Option<i64> = scalar(
+            txn,
+            &sql,
+            vec![after.into(), i64::from(page.saturating_sub(1)).into()],
+        )
+        .await?;
+        let Some(end) = end else { break };
+        out.push(RepairCursor {
+            table: info.name.clone(),
+            after_id: end,
+        });
+        after = end;
+    }
+    Ok(out)
 }

@@ -13,7 +13,13 @@ use crate::table::TableInfo;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Repair pages asked for at once.
+const PAGES_AT_ONCE: usize = 2;
+
+/// A repair page asked for: the cursor it was asked from, and the answer.
+type Asked = (Option<RepairCursor>, Result<(Vec<u8>, Wire)>);
 
 /// What to do with local changes that were never pushed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +70,11 @@ impl Client {
     ) -> Result<RepairReport> {
         let db = &self.inner.db;
         let mut report = RepairReport::default();
-        let mut cursor: Option<RepairCursor> = None;
-        let mut fetched = self.repair_page(node, None, None).await;
-        for index in 0.. {
+        // Pages asked for and not staged yet, in order, with the cursor each was asked from.
+        let mut ready: VecDeque<Asked> =
+            VecDeque::from([(None, self.repair_page(node, None, None).await)]);
+        let mut index = 0;
+        while let Some((cursor, fetched)) = ready.pop_front() {
             let (bytes, wire) = fetched?;
             let page: Envelope<'_> =
                 serde_json::from_slice(&bytes).map_err(|e| not_an_answer(&e))?;
@@ -74,36 +82,60 @@ impl Client {
             report.rows += page.row_count()?;
             report.version = page.snapshot_version;
             let snapshot = Some(page.snapshot_version);
-            let staged = StagedPage {
-                walked: page.table.clone(),
-                cursor: cursor.take(),
-                next: page.next.clone(),
+            // Where the walk goes on, by this page's word. Pages asked for on an earlier
+            // page's word must start there; if one does not (the table changed meanwhile),
+            // they are dropped and the walk goes on from here.
+            let mut chain: VecDeque<RepairCursor> =
+                page.next.iter().chain(&page.ahead).cloned().collect();
+            if !ready
+                .iter()
+                .zip(&chain)
+                .all(|((asked, _), said)| asked.as_ref() == Some(said))
+            {
+                ready.clear();
+            }
+            chain.drain(..ready.len().min(chain.len()));
+            // Pages are asked for in pairs, both at once, while this one is staged: a
+            // server on PostgreSQL spends most of a page in the database, on one core.
+            let asks: Vec<RepairCursor> = if ready.is_empty() {
+                chain.into_iter().take(PAGES_AT_ONCE).collect()
+            } else {
+                Vec::new()
             };
-            // The next page downloads while this one is staged, as it came: a snapshot needs
-            // no merging, so its rows are decoded once, to be written.
-            let prefetch = async {
-                match &page.next {
-                    Some(next) => Some(self.repair_page(node, snapshot, Some(next.clone())).await),
-                    None => None,
+            let ask = |cursor: Option<&RepairCursor>| {
+                let cursor = cursor.cloned();
+                async move {
+                    match cursor {
+                        Some(c) => Some((
+                            Some(c.clone()),
+                            self.repair_page(node, snapshot, Some(c)).await,
+                        )),
+                        None => None,
+                    }
                 }
             };
-            let (stored, next) = tokio::join!(
+            let staged = StagedPage {
+                walked: page.table.clone(),
+                cursor,
+                next: page.next.clone(),
+            };
+            // A snapshot needs no merging, so its rows are staged as they came.
+            let (stored, first, second) = tokio::join!(
                 staging.stage_page(db, index, &staged, page.rows.get()),
-                prefetch
+                ask(asks.first()),
+                ask(asks.get(1)),
             );
             stored?;
+            index += 1;
+            ready.extend(first.into_iter().chain(second));
             self.report(Progress {
                 procedure: "repair",
                 phase: Phase::Downloading,
                 items: report.rows,
                 bytes: report.bytes,
             });
-            match next {
-                Some(result) => {
-                    fetched = result;
-                    cursor = page.next.clone();
-                }
-                None => break,
+            if page.next.is_none() {
+                break;
             }
         }
         self.report(Progress {
@@ -201,6 +233,8 @@ struct Envelope<'a> {
     next: Option<RepairCursor>,
     #[serde(default)]
     table: Option<String>,
+    #[serde(default)]
+    ahead: Vec<RepairCursor>,
 }
 
 impl Envelope<'_> {

@@ -208,6 +208,11 @@ pub struct RepairResponse {
     /// in that key range and absent from the page are gone from the server.
     #[serde(default)]
     pub table: Option<String>,
+    /// Where the pages after `next` will start, as far as the server looked ahead: a node
+    /// may ask for them at once instead of one after the other. Each holds only if the table
+    /// does not change meanwhile; the node checks every page's `next` against it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ahead: Vec<RepairCursor>,
 }
 
 /// `query`: server rows of one table whose columns equal the given values.

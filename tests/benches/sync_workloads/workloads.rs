@@ -7,8 +7,8 @@ use dbsync_tests::entities::{city, note, person};
 use dbsync_tests::harness::{ServerProcess, server_db};
 use dbsync_tests::{Backend, database_url, fresh_db, tracked_db};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, Statement, TransactionTrait,
 };
 use std::time::{Duration, Instant};
 
@@ -261,6 +261,28 @@ async fn version_server_writes(server: &Server) -> Duration {
         // applied past them, which changes nothing here.
         Err(dbsync::Error::PullSuggested { .. }) => {}
         Err(err) => panic!("{err}"),
+    }
+    // After versioning that many writes, a server on PostgreSQL vacuums its log in the
+    // background: part of the same one-time work, waited for here.
+    if server.db.get_database_backend() == DbBackend::Postgres {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        loop {
+            let busy = server
+                .db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+                     AND query ILIKE 'VACUUM%' AND pid <> pg_backend_pid()",
+                ))
+                .await
+                .unwrap()
+                .and_then(|row| row.try_get_by_index::<i64>(0).ok())
+                .unwrap_or(0);
+            if busy == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     start.elapsed()
 }
