@@ -346,28 +346,18 @@ pub(crate) struct Counters {
     pub(crate) latest: i64,
     /// The version up to which operations were trimmed.
     pub(crate) trimmed: i64,
-    /// The version of the push asked about, if it was applied.
-    pub(crate) pushed: Option<i64>,
 }
 
 /// Locks the version counter for the rest of `txn` and returns the latest version. Every
 /// version assignment goes through here, so concurrent pushes, from any number of server
 /// processes, get consecutive versions in commit order.
 pub(crate) async fn lock_latest(txn: &DatabaseTransaction) -> Result<i64, ServerError> {
-    Ok(lock_counters(txn, None).await?.latest)
+    Ok(lock_counters(txn).await?.latest)
 }
 
-/// [`lock_latest`], reading in the same statement the trimmed version and, for
-/// `push = Some((node_id, push_id))`, the version that push got if it was applied: every
-/// statement a push makes holding the lock is a round trip every other push waits for.
-///
-/// On PostgreSQL and MySQL the push's version is read by a statement of its own, once the
-/// lock is held: a subquery of the locking statement reads the snapshot taken before it
-/// waited for the lock, and would miss an attempt of the same push that committed meanwhile.
-pub(crate) async fn lock_counters(
-    txn: &DatabaseTransaction,
-    push: Option<(i64, &str)>,
-) -> Result<Counters, ServerError> {
+/// [`lock_latest`], reading the trimmed version in the same statement: every statement a
+/// push makes holding the lock is a round trip every other push waits for.
+pub(crate) async fn lock_counters(txn: &DatabaseTransaction) -> Result<Counters, ServerError> {
     let backend = txn.get_database_backend();
     // SQLite locks the whole database for the first write; take it at once.
     if backend == DbBackend::Sqlite {
@@ -375,61 +365,38 @@ pub(crate) async fn lock_counters(
             "UPDATE dbsync_server_state SET latest_version = latest_version WHERE id = 1",
         )
         .await?;
+        return read_counters(txn, "").await;
     }
-    if backend == DbBackend::Sqlite {
-        return read_counters(txn, push, "").await;
-    }
-    let mut counters = read_counters(txn, None, " FOR UPDATE").await?;
-    if let Some((node_id, push_id)) = push {
-        counters.pushed = scalar(
-            txn,
-            "SELECT version_id FROM dbsync_versions WHERE node_id = $1 AND push_id = $2",
-            vec![node_id.into(), push_id.to_owned().into()],
-        )
-        .await?;
-    }
-    Ok(counters)
+    read_counters(txn, " FOR UPDATE").await
 }
 
 /// The server's counters, without locking anything (see [`lock_counters`]).
 pub(crate) async fn counters<C: ConnectionTrait>(db: &C) -> Result<Counters, ServerError> {
-    read_counters(db, None, "").await
+    read_counters(db, "").await
 }
 
-async fn read_counters<C: ConnectionTrait>(
-    db: &C,
-    push: Option<(i64, &str)>,
-    lock: &str,
-) -> Result<Counters, ServerError> {
-    let (pushed, values) = match push {
-        Some((node_id, push_id)) => (
-            "(SELECT version_id FROM dbsync_versions WHERE node_id = $1 AND push_id = $2)",
-            vec![node_id.into(), push_id.to_owned().into()],
-        ),
-        None => ("NULL", vec![]),
-    };
+async fn read_counters<C: ConnectionTrait>(db: &C, lock: &str) -> Result<Counters, ServerError> {
     let sql = format!(
-        "SELECT latest_version, trimmed_version, {pushed} FROM dbsync_server_state \
-         WHERE id = 1{lock}"
+        "SELECT latest_version, trimmed_version FROM dbsync_server_state WHERE id = 1{lock}"
     );
     let row = db
-        .query_one_raw(statement(db.get_database_backend(), &sql, values))
+        .query_one_raw(statement(db.get_database_backend(), &sql, vec![]))
         .await?
         .ok_or_else(|| ServerError::Internal("dbsync_server_state has no row".into()))?;
     Ok(Counters {
         latest: row.try_get_by_index(0)?,
         trimmed: row.try_get_by_index(1)?,
-        pushed: row.try_get_by_index(2)?,
     })
 }
 
-/// Records `version` as the latest.
+/// Records `version` as the latest. `false` when `push_id` already has a version: another
+/// attempt of the same push committed while this one waited for the version lock.
 pub(crate) async fn set_latest(
     txn: &DatabaseTransaction,
     version: i64,
     node_id: Option<i64>,
     push_id: Option<&str>,
-) -> Result<(), ServerError> {
+) -> Result<bool, ServerError> {
     let backend = txn.get_database_backend();
     let values = vec![
         version.into(),
@@ -440,16 +407,29 @@ pub(crate) async fn set_latest(
     let insert = "INSERT INTO dbsync_versions (version_id, node_id, push_id, created_at) \
                   VALUES ($1, $2, $3, $4)";
     let update = "UPDATE dbsync_server_state SET latest_version = $1 WHERE id = 1";
+    let taken = |err: &sea_orm::DbErr| {
+        matches!(
+            err.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        )
+    };
     // One round trip where the database can take both: the version lock is held.
-    if backend == DbBackend::Postgres {
+    let inserted = if backend == DbBackend::Postgres {
         let sql = format!("WITH v AS ({insert}) {update}");
-        txn.execute_raw(statement(backend, &sql, values)).await?;
-        return Ok(());
+        txn.execute_raw(statement(backend, &sql, values)).await
+    } else {
+        txn.execute_raw(statement(backend, insert, values)).await
+    };
+    match inserted {
+        Ok(_) => {}
+        Err(err) if push_id.is_some() && taken(&err) => return Ok(false),
+        Err(err) => return Err(err.into()),
     }
-    txn.execute_raw(statement(backend, insert, values)).await?;
-    txn.execute_raw(statement(backend, update, vec![version.into()]))
-        .await?;
-    Ok(())
+    if backend != DbBackend::Postgres {
+        txn.execute_raw(statement(backend, update, vec![version.into()]))
+            .await?;
+    }
+    Ok(true)
 }
 
 /// Stamped entries past which the log is vacuumed at once (see [`stamp_pending`]).

@@ -4,9 +4,9 @@ use super::keys;
 use super::rebase::{self, Unseen};
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, lock_counters, mark_seen, set_latest, stamp_pending};
+use crate::server::{SyncServer, lock_counters, mark_seen, scalar, set_latest, stamp_pending};
 use dbsync::__private::apply_operations_to_free_keys;
-use dbsync::messages::{PushRequest, PushResponse, SignedRequest, WireOperation};
+use dbsync::messages::{MovedKey, PushRequest, PushResponse, SignedRequest, WireOperation};
 use dbsync::{Command, Registry};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use std::collections::HashSet;
@@ -38,68 +38,87 @@ impl SyncServer {
         let registry = self.inner.registry;
         stamp_pending(self.db()).await?;
 
-        let txn = dbsync::begin_untracked(self.db()).await?;
         let node_id = push.meta.node_id;
-        let counters = lock_counters(&txn, Some((node_id, &push.push_id))).await?;
+        // A retry of an applied push: looked up before taking the version lock, so that
+        // the pushes queued on it do not wait for this; a retry racing its first attempt
+        // is caught when its version is recorded, below.
+        if let Some(answer) = self.replayed(node_id, &push.push_id).await? {
+            return Ok(answer);
+        }
+        let txn = dbsync::begin_untracked(self.db()).await?;
+        let counters = lock_counters(&txn).await?;
         let latest = counters.latest;
-        if let Some(version) = counters.pushed {
-            txn.rollback().await?;
-            tracing::info!(version, "push retried: answered from its first attempt");
-            let moved = keys::moves_of(self.db(), node_id, version - 1, version)
-                .await?
-                .remove(&push.push_id)
-                .unwrap_or_default();
-            return Ok(PushResponse {
-                new_version: version,
-                replayed: true,
-                moved,
-            });
-        }
-        // Only now: a retry of an applied push is answered above whatever it carries, and
-        // any refusal below means that nothing of this push was ever applied.
-        check_operations(registry, &push.operations)?;
-        let stale = push.base_version != latest;
-        let pull_first = ServerError::PullRequired {
-            node: push.base_version,
-            server: latest,
-        };
-        if stale && !self.inner.config.rebase_pushes {
-            return Err(pull_first);
-        }
-        let unseen = if stale {
-            match Unseen::load(&txn, &push, counters).await? {
-                Some(unseen) => Some(unseen),
-                None => return Err(pull_first),
-            }
-        } else {
-            None
-        };
-        let moved = keys::move_taken_keys(&txn, registry, &mut push, unseen.as_ref()).await?;
-        if let Some(unseen) = &unseen
-            && !rebase::can_rebase(&txn, registry, &push, unseen).await?
-        {
-            return Err(pull_first);
-        }
-        if let Some(hook) = &self.inner.before_push {
-            hook(&txn, &push, None)
-                .await
-                .map_err(ServerError::Unauthorized)?;
-        }
-        // `move_taken_keys` freed every inserted key, under the lock.
-        match apply_operations_to_free_keys(&txn, registry, &push.operations, &push.rows).await {
-            Ok(()) => {}
-            // A constraint the rows break in a stale push (a unique value taken meanwhile,
-            // say) is the merge's to settle: the node pulls first, as it would have without
-            // rebasing. Nothing of the push stays: the transaction is dropped.
-            Err(dbsync::Error::Db(err)) if stale && err.sql_err().is_some() => {
-                txn.rollback().await?;
-                tracing::info!(%err, "stale push breaks a constraint: pull first");
+        // Any refusal here means that nothing of this push was ever applied, unless an
+        // attempt of it committed while this one waited for the lock (a stale push then):
+        // that one's answer is given instead.
+        let prepared: Result<(bool, Vec<MovedKey>), ServerError> = async {
+            // Only now: a retry of an applied push is answered above whatever it carries, and
+            // any refusal below means that nothing of this push was ever applied.
+            check_operations(registry, &push.operations)?;
+            let stale = push.base_version != latest;
+            let pull_first = ServerError::PullRequired {
+                node: push.base_version,
+                server: latest,
+            };
+            if stale && !self.inner.config.rebase_pushes {
                 return Err(pull_first);
             }
-            Err(err) => return Err(err.into()),
+            let unseen = if stale {
+                match Unseen::load(&txn, &push, counters).await? {
+                    Some(unseen) => Some(unseen),
+                    None => return Err(pull_first),
+                }
+            } else {
+                None
+            };
+            let moved = keys::move_taken_keys(&txn, registry, &mut push, unseen.as_ref()).await?;
+            if let Some(unseen) = &unseen
+                && !rebase::can_rebase(&txn, registry, &push, unseen).await?
+            {
+                return Err(pull_first);
+            }
+            if let Some(hook) = &self.inner.before_push {
+                hook(&txn, &push, None)
+                    .await
+                    .map_err(ServerError::Unauthorized)?;
+            }
+            // `move_taken_keys` freed every inserted key, under the lock.
+            match apply_operations_to_free_keys(&txn, registry, &push.operations, &push.rows).await
+            {
+                Ok(()) => {}
+                // A constraint the rows break in a stale push (a unique value taken meanwhile,
+                // say) is the merge's to settle: the node pulls first, as it would have without
+                // rebasing. Nothing of the push stays: the transaction is dropped.
+                Err(dbsync::Error::Db(err)) if stale && err.sql_err().is_some() => {
+                    tracing::info!(%err, "stale push breaks a constraint: pull first");
+                    return Err(pull_first);
+                }
+                Err(err) => return Err(err.into()),
+            }
+            Ok((stale, moved))
         }
+        .await;
+        let (stale, moved) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err @ ServerError::PullRequired { .. }) => {
+                drop(txn);
+                return match self.replayed(node_id, &push.push_id).await? {
+                    Some(answer) => Ok(answer),
+                    None => Err(err),
+                };
+            }
+            Err(err) => return Err(err),
+        };
         let version = latest + 1;
-        set_latest(&txn, version, Some(node_id), Some(&push.push_id)).await?;
+        if !set_latest(&txn, version, Some(node_id), Some(&push.push_id)).await? {
+            txn.rollback().await?;
+            return match self.replayed(node_id, &push.push_id).await? {
+                Some(answer) => Ok(answer),
+                None => Err(ServerError::Internal(
+                    "a push recorded meanwhile has no version".into(),
+                )),
+            };
+        }
         log_operations(&txn, registry, &push.operations, version).await?;
         keys::record_moves(&txn, version, &moved).await?;
         if let Some(hook) = &self.inner.after_push {
@@ -128,6 +147,35 @@ impl SyncServer {
             replayed: false,
             moved,
         })
+    }
+}
+
+impl SyncServer {
+    /// The answer to a push whose id was applied before: its version and its moves.
+    async fn replayed(
+        &self,
+        node_id: i64,
+        push_id: &str,
+    ) -> Result<Option<PushResponse>, ServerError> {
+        let known: Option<i64> = scalar(
+            self.db(),
+            "SELECT version_id FROM dbsync_versions WHERE node_id = $1 AND push_id = $2",
+            vec![node_id.into(), push_id.to_owned().into()],
+        )
+        .await?;
+        let Some(version) = known else {
+            return Ok(None);
+        };
+        tracing::info!(version, "push retried: answered from its first attempt");
+        let moved = keys::moves_of(self.db(), node_id, version - 1, version)
+            .await?
+            .remove(push_id)
+            .unwrap_or_default();
+        Ok(Some(PushResponse {
+            new_version: version,
+            replayed: true,
+            moved,
+        }))
     }
 }
 
