@@ -84,6 +84,9 @@ impl<'t> Merge<'t> {
     pub(super) async fn apply(&mut self, report: &mut PullReport) -> Result<()> {
         let tables: Vec<&TableInfo> = self.registry.pulled().collect();
         for info in tables.iter().rev() {
+            if !self.staging.may_delete(&info.name) {
+                continue;
+            }
             let mut reader = self.staging.latest(info);
             loop {
                 let chunk = reader.next(self.txn).await?;
@@ -104,7 +107,8 @@ impl<'t> Merge<'t> {
             }
         }
         for info in &tables {
-            if !info.unique.is_empty() {
+            // No local row holds a value in an empty table (a node's first pull).
+            if !info.unique.is_empty() && !self.is_empty(info).await? {
                 self.vacate_unique_values(info).await?;
             }
             let mut reader = self.staging.latest(info);
@@ -396,6 +400,15 @@ impl<'t> Merge<'t> {
                 .collect();
             crate::apply::vacate_unique_values(self.txn, info, &incoming).await?;
         }
+    }
+
+    async fn is_empty(&self, info: &TableInfo) -> Result<bool> {
+        let sql = format!("SELECT 1 FROM {} LIMIT 1", quote(&info.name));
+        let found = self
+            .txn
+            .query_one_raw(stmt(self.txn.get_database_backend(), &sql, vec![]))
+            .await?;
+        Ok(found.is_none())
     }
 
     /// Whether rows referencing `id` have unsynced local changes.

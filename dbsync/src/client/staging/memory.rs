@@ -109,6 +109,17 @@ impl Memory {
         )
     }
 
+    /// Whether a delete is kept for `table`; `None` once the session stages in the tables.
+    pub(super) fn has_deletes(&self, table: &str) -> Option<bool> {
+        if self.spilled {
+            return None;
+        }
+        Some(self.entries.get(table).is_some_and(|rows| {
+            rows.values()
+                .any(|(command, _)| *command == Some(Command::Delete))
+        }))
+    }
+
     /// The largest key kept for `table` (0 for none); `None` once the session stages in the
     /// tables.
     pub(super) fn max_id(&self, table: &str) -> Option<i64> {

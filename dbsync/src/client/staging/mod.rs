@@ -318,6 +318,12 @@ impl Staging {
         }
     }
 
+    /// Whether a delete may be staged for `table`: `false` only when it is known there is
+    /// none (the session is in memory), so that a merge can skip looking for them.
+    pub(super) fn may_delete(&self, table: &str) -> bool {
+        self.memory().has_deletes(table).unwrap_or(true)
+    }
+
     /// The largest key staged for `table`.
     pub(super) async fn max_id(&self, txn: &DatabaseTransaction, table: &str) -> Result<i64> {
         if let Some(max) = self.memory().max_id(table) {
