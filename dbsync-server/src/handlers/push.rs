@@ -52,8 +52,6 @@ impl SyncServer {
         // attempt of it committed while this one waited for the lock (a stale push then):
         // that one's answer is given instead.
         let prepared: Result<(bool, Vec<MovedKey>), ServerError> = async {
-            // Only now: a retry of an applied push is answered above whatever it carries, and
-            // any refusal below means that nothing of this push was ever applied.
             check_operations(registry, &push.operations)?;
             let stale = push.base_version != latest;
             let pull_first = ServerError::PullRequired {
