@@ -671,31 +671,10 @@ async fn a_parent_written_after_its_table_was_paged_arrives_with_its_child(
     let b = client(&server, &format!("{name}_b")).await;
     // The repair stops once the cities are paged; then the server gets a new city and a
     // person living there, which the person pages will carry.
-    let fired = std::sync::atomic::AtomicBool::new(false);
-    let (paused, on_pause) = std::sync::mpsc::channel();
-    let (resume, on_resume) = std::sync::mpsc::channel::<()>();
-    let on_resume = std::sync::Mutex::new(on_resume);
-    let repairing = dbsync_tests::harness::on_own_thread(
-        &format!("{name}_b"),
-        &server.url,
-        move |builder| {
-            builder.page_size(5).progress(move |p| {
-                // Every city is in, and no person page has been asked for yet (pages are
-                // asked two at a time, before this page's progress is reported).
-                if p.phase == dbsync::Phase::Downloading
-                    && p.items >= 10
-                    && !fired.swap(true, std::sync::atomic::Ordering::SeqCst)
-                {
-                    paused.send(()).unwrap();
-                    on_resume.lock().unwrap().recv().unwrap();
-                }
-            })
-        },
-        |paged| async move { paged.repair(UnsyncedPolicy::Refuse).await },
-    );
-    tokio::task::spawn_blocking(move || on_pause.recv().unwrap())
-        .await
-        .unwrap();
+    // Every city is in, and no person page has been asked for yet (pages are asked two at a
+    // time, before this page's progress is reported).
+    let (resume, repairing) =
+        paused_repair(&server, &format!("{name}_b"), |items| items >= 10).await;
     let late = add_city(server.db(), "Late").await;
     add_person(server.db(), "Late comer", late.id).await;
     resume.send(()).unwrap();
@@ -711,6 +690,43 @@ async fn a_parent_written_after_its_table_was_paged_arrives_with_its_child(
     b.pull().await.unwrap();
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
     assert_eq!(people(b.db()).await, people(server.db()).await);
+}
+
+/// Starts `node`'s repair, with pages of 5 rows, on a thread of its own, and returns once it
+/// is paused at its first download progress whose row count `pause` accepts: with the
+/// sender that resumes it, and the thread.
+async fn paused_repair(
+    server: &TestServer,
+    node: &str,
+    pause: impl Fn(u64) -> bool + Send + Sync + 'static,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<dbsync::Result<dbsync::RepairReport>>,
+) {
+    let fired = std::sync::atomic::AtomicBool::new(false);
+    let (paused, on_pause) = std::sync::mpsc::channel();
+    let (resume, on_resume) = std::sync::mpsc::channel::<()>();
+    let on_resume = std::sync::Mutex::new(on_resume);
+    let repairing = dbsync_tests::harness::on_own_thread(
+        node,
+        &server.url,
+        move |builder| {
+            builder.page_size(5).progress(move |p| {
+                if p.phase == dbsync::Phase::Downloading
+                    && pause(p.items)
+                    && !fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    paused.send(()).unwrap();
+                    on_resume.lock().unwrap().recv().unwrap();
+                }
+            })
+        },
+        |paged| async move { paged.repair(UnsyncedPolicy::Refuse).await },
+    );
+    tokio::task::spawn_blocking(move || on_pause.recv().unwrap())
+        .await
+        .unwrap();
+    (resume, repairing)
 }
 
 /// A repair asks for pages two at a time, at the cursors an earlier page predicted. Rows
@@ -735,30 +751,9 @@ async fn repair_pages_asked_ahead_are_dropped_when_the_table_changed(
     }
     a.sync().await.unwrap();
     let b = client(&server, &format!("{name}_b")).await;
-    let fired = std::sync::atomic::AtomicBool::new(false);
-    let (paused, on_pause) = std::sync::mpsc::channel();
-    let (resume, on_resume) = std::sync::mpsc::channel::<()>();
-    let on_resume = std::sync::Mutex::new(on_resume);
-    let repairing = dbsync_tests::harness::on_own_thread(
-        &format!("{name}_b"),
-        &server.url,
-        move |builder| {
-            builder.page_size(5).progress(move |p| {
-                // After the first page, with the next two fetched: the pages after those
-                // will be asked at cursors predicted before the writes below.
-                if p.phase == dbsync::Phase::Downloading
-                    && !fired.swap(true, std::sync::atomic::Ordering::SeqCst)
-                {
-                    paused.send(()).unwrap();
-                    on_resume.lock().unwrap().recv().unwrap();
-                }
-            })
-        },
-        |paged| async move { paged.repair(UnsyncedPolicy::Refuse).await },
-    );
-    tokio::task::spawn_blocking(move || on_pause.recv().unwrap())
-        .await
-        .unwrap();
+    // After the first page, with the next two fetched: the pages after those will be asked
+    // at cursors predicted before the writes below.
+    let (resume, repairing) = paused_repair(&server, &format!("{name}_b"), |_| true).await;
     for id in [17, 18] {
         city::ActiveModel {
             id: Set(id),
