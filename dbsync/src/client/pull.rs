@@ -101,7 +101,7 @@ impl Client {
         let mut own_moved = BTreeMap::new();
         let mut fetched = self.pull_page(node, None, None).await;
         loop {
-            let (page, wire) = fetched?;
+            let (mut page, wire) = fetched?;
             report.bytes += wire.received;
             report.operations += page.operations.len() as u64;
             if target.is_none() {
@@ -117,8 +117,9 @@ impl Client {
                     None => None,
                 }
             };
+            let rows = std::mem::take(&mut page.rows);
             let (staged, next) = tokio::join!(
-                staging.stage(db, &page.operations, &page.rows, self.inner.registry),
+                staging.stage(db, &page.operations, rows, self.inner.registry),
                 prefetch
             );
             staged?;

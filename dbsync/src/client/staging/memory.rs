@@ -6,7 +6,7 @@ use super::{Entry, StagedPage};
 use crate::messages::WireOperation;
 use crate::oplog::Command;
 use crate::row::Row;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// A row kept in memory: the newest command logged for it, and its newest state.
 type Kept = (Option<Command>, Option<Row>);
@@ -32,36 +32,38 @@ impl Memory {
         }
     }
 
-    /// Keeps one pull page if it fits `budget`; `false` when it does not (or the session
-    /// already outgrew it). `by_key` holds every row of the page by table and key.
-    pub(super) fn keep(
+    /// Keeps one pull page if it fits `budget`, taking its rows; gives them back when it
+    /// does not (or the session already outgrew it). `by_key` holds every row of the page
+    /// by table and key.
+    pub(super) fn keep<'p>(
         &mut self,
-        ops: &[WireOperation],
-        by_key: &HashMap<(&str, i64), &Row>,
+        ops: &'p [WireOperation],
+        mut by_key: HashMap<(&'p str, i64), Row>,
         budget: usize,
-    ) -> bool {
-        let size = by_key.values().map(|row| row_size(row)).sum::<usize>() + ops.len() * 16;
+    ) -> Result<(), HashMap<(&'p str, i64), Row>> {
+        let size = by_key.values().map(row_size).sum::<usize>() + ops.len() * 16;
         if self.spilled || self.bytes + size > budget {
-            return false;
+            return Err(by_key);
         }
         self.bytes += size;
-        let mut named: HashSet<(&str, i64)> = HashSet::with_capacity(ops.len());
+        // The newest operation of each row counts, with the row as the page has it.
+        let mut newest: HashMap<(&str, i64), Command> = HashMap::with_capacity(ops.len());
         for op in ops {
-            named.insert((op.table.as_str(), op.row_id));
-            let data = match op.command {
-                Command::Delete => None,
-                _ => by_key
-                    .get(&(op.table.as_str(), op.row_id))
-                    .map(|r| (*r).clone()),
+            newest.insert((op.table.as_str(), op.row_id), op.command);
+        }
+        for ((table, id), command) in newest {
+            let row = by_key.remove(&(table, id));
+            let data = if command == Command::Delete {
+                None
+            } else {
+                row
             };
-            *self.slot(&op.table, op.row_id) = (Some(op.command), data);
+            *self.slot(table, id) = (Some(command), data);
         }
-        for (&(table, id), row) in by_key {
-            if !named.contains(&(table, id)) {
-                self.slot(table, id).1 = Some((*row).clone());
-            }
+        for ((table, id), row) in by_key {
+            self.slot(table, id).1 = Some(row);
         }
-        true
+        Ok(())
     }
 
     fn slot(&mut self, table: &str, id: i64) -> &mut Kept {

@@ -164,34 +164,37 @@ impl Staging {
     }
 
     /// Stores one page: each operation with its row, then every other row of the page (rows
-    /// it references).
+    /// it references). The rows move into memory when the page fits the budget.
     pub(super) async fn stage<C: TransactionTrait>(
         &self,
         db: &C,
         ops: &[WireOperation],
-        rows: &Rows,
+        rows: Rows,
         registry: &Registry,
     ) -> Result<()>
     where
         C::Transaction: ConnectionTrait,
     {
-        let mut by_key: HashMap<(&str, i64), &Row> = HashMap::new();
+        let mut names = Vec::with_capacity(rows.len());
+        let mut lists = Vec::with_capacity(rows.len());
         for (table, list) in rows {
-            let info = registry.table(table).ok_or_else(|| Error::UnknownTable {
+            let info = registry.table(&table).ok_or_else(|| Error::UnknownTable {
                 table: table.clone(),
             })?;
+            names.push((table, info.primary_key.as_str()));
+            lists.push(list);
+        }
+        let mut by_key: HashMap<(&str, i64), Row> = HashMap::new();
+        for ((table, key), list) in names.iter().zip(lists) {
             for row in list {
-                if let Some(id) = row
-                    .get(&info.primary_key)
-                    .and_then(serde_json::Value::as_i64)
-                {
+                if let Some(id) = row.get(*key).and_then(serde_json::Value::as_i64) {
                     by_key.insert((table.as_str(), id), row);
                 }
             }
         }
-        if self.keep(ops, &by_key) {
+        let Err(by_key) = self.memory().keep(ops, by_key, self.budget) else {
             return Ok(());
-        }
+        };
         self.spill(db).await?;
         let mut entries: Vec<(&str, i64, Option<&'static str>, Option<String>)> =
             Vec::with_capacity(ops.len() + by_key.len());
@@ -204,9 +207,7 @@ impl Staging {
             }
             let data = match op.command {
                 Command::Delete => None,
-                _ => by_key
-                    .get(&(op.table.as_str(), op.row_id))
-                    .map(|r| json_text(r)),
+                _ => by_key.get(&(op.table.as_str(), op.row_id)).map(json_text),
             };
             named.insert((op.table.as_str(), op.row_id));
             entries.push((
@@ -222,12 +223,6 @@ impl Staging {
             }
         }
         self.write_entries(db, &entries).await
-    }
-
-    /// Stages one page in memory if it fits the budget; `false` when it does not (or the
-    /// session already outgrew it).
-    fn keep(&self, ops: &[WireOperation], by_key: &HashMap<(&str, i64), &Row>) -> bool {
-        self.memory().keep(ops, by_key, self.budget)
     }
 
     /// Moves the entries and pages kept in memory to the staging tables; from now on the
