@@ -49,18 +49,31 @@ where
         }
         _ => return select_rows(db, sql, columns.len(), values).await,
     };
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(backend, wrapped, values))
-        .await?;
-    let text: Option<String> = match row {
-        Some(row) => row.try_get_by_index(0)?,
-        None => None,
-    };
-    let Some(text) = text else {
+    let statement = Statement::from_sql_and_values(backend, wrapped, values);
+    let Some(text) = aggregate_text(db, statement).await? else {
         return Ok(Vec::new());
     };
     serde_json::from_str(&text)
         .map_err(|e| DbErr::Custom(format!("rows aggregated as JSON do not decode: {e}")))
+}
+
+/// The JSON text of a query that aggregates rows into its first column; `None` for no
+/// rows (an aggregate over nothing is `NULL`).
+pub(crate) async fn aggregate_text<C: ConnectionTrait>(
+    db: &C,
+    statement: Statement,
+) -> Result<Option<String>, DbErr> {
+    match db.query_one_raw(statement).await? {
+        Some(row) => row.try_get_by_index(0),
+        None => Ok(None),
+    }
+}
+
+/// Whether `table` (quoted) holds no row.
+pub(crate) async fn is_empty<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, DbErr> {
+    let sql = format!("SELECT 1 FROM {table} LIMIT 1");
+    let statement = Statement::from_string(db.get_database_backend(), sql);
+    Ok(db.query_one_raw(statement).await?.is_none())
 }
 
 /// [`select_json`] where the database cannot aggregate: each row, read value by value, as

@@ -3,16 +3,18 @@
 //!
 //! For such columns the database's own JSON functions give exactly the form [`crate::row`]
 //! gives (a number, a string or `null`), so a page of rows can be read as one JSON text
-//! (`json_group_array`, `json_agg`) and written from one (`json_each`,
-//! `json_array_elements`), bound as a single parameter. That skips what dominates a sync
-//! otherwise: a driver row, a SeaORM model and a `Value` per column and row, and one bound
-//! parameter per value. Tables with any other kind of column, and MySQL, keep the model path
-//! of [`crate::table_ops`].
+//! (`json_group_array`, `json_agg`). That skips what dominates a sync otherwise: a driver
+//! row, a SeaORM model and a `Value` per column and row. Rows are written as multi-row
+//! statements of bound values on SQLite (in process, its fastest way in), and from one JSON
+//! parameter on PostgreSQL (`json_array_elements`: a statement binding every value is large,
+//! and large statements wait on the network). Tables with any other kind of column, and
+//! MySQL, keep the model path of [`crate::table_ops`].
 
 use crate::capture::quote;
 use crate::error::{Error, Result};
 use crate::row::Row;
 use crate::rows_text::{Kind, null, row_values};
+use crate::select_json::{aggregate_text, is_empty};
 use sea_orm::{
     ColumnTrait, ColumnType, ConnectionTrait, DatabaseTransaction, DbBackend, IdenStatic, Iterable,
     Statement, Value,
@@ -321,14 +323,8 @@ impl JsonTable {
         sql: String,
         values: Vec<Value>,
     ) -> Result<Vec<Row>> {
-        let found = db
-            .query_one_raw(Statement::from_sql_and_values(self.backend, sql, values))
-            .await?;
-        let text: Option<String> = match found {
-            Some(row) => row.try_get_by_index(0)?,
-            None => None,
-        };
-        let Some(text) = text else {
+        let statement = Statement::from_sql_and_values(self.backend, sql, values);
+        let Some(text) = aggregate_text(db, statement).await? else {
             return Ok(Vec::new());
         };
         serde_json::from_str(&text).map_err(|e| Error::RowCodec {
@@ -398,7 +394,7 @@ impl JsonTable {
         let key = &self.primary_key;
         // No row can hold a value the page takes in an empty table (a first sync), and
         // looking every value of the page up costs about as much as writing it.
-        let unique = if unique.is_empty() || self.is_empty(db).await? {
+        let unique = if unique.is_empty() || is_empty(db, &table).await? {
             &[]
         } else {
             unique
@@ -428,14 +424,6 @@ impl JsonTable {
         }
         self.write_values(db, values, true).await?;
         Ok(true)
-    }
-
-    async fn is_empty(&self, db: &DatabaseTransaction) -> Result<bool> {
-        let sql = format!("SELECT 1 FROM {} LIMIT 1", quote(&self.table));
-        let found = db
-            .query_one_raw(Statement::from_sql_and_values(self.backend, sql, vec![]))
-            .await?;
-        Ok(found.is_none())
     }
 
     /// Deletes the rows with a key in `(low, high]` that the JSON array of rows `json` does
@@ -470,7 +458,7 @@ impl JsonTable {
 
     /// Inserts rows given as their values in column order, one row after the other, as
     /// multi-row statements with bound values: on SQLite, twice as fast as reading the rows
-    /// out of JSON text (PostgreSQL gets the text: see [`BATCH`]).
+    /// out of JSON text (PostgreSQL gets the text: see [`JsonTable::insert_sql`]).
     async fn write_values(
         &self,
         db: &DatabaseTransaction,
@@ -536,32 +524,24 @@ impl JsonTable {
         }
     }
 
-    /// `INSERT ... SELECT` of every row of a JSON array bound as the only parameter; with
-    /// `upsert`, a row whose key exists replaces it.
+    /// PostgreSQL's `INSERT ... SELECT` of every row of a JSON array bound as the only
+    /// parameter; with `upsert`, a row whose key exists replaces it.
     fn insert_sql(&self, upsert: bool) -> String {
-        let names = self.names();
-        let conflict = self.conflict(upsert);
         let fields = self
             .columns
             .iter()
-            .map(|(name, kind)| match (self.backend, kind) {
-                (DbBackend::Postgres, Kind::Int { .. }) => format!("(r ->> '{name}')::int8"),
-                (DbBackend::Postgres, Kind::Text) => format!("r ->> '{name}'"),
-                _ => format!("value ->> '$.{name}'"),
+            .map(|(name, kind)| match kind {
+                Kind::Int { .. } => format!("(r ->> '{name}')::int8"),
+                Kind::Text => format!("r ->> '{name}'"),
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let table = quote(&self.table);
-        // `WHERE true` tells SQLite's parser that ON CONFLICT is not a join constraint.
-        match self.backend {
-            DbBackend::Postgres => format!(
-                "INSERT INTO {table} ({names}) SELECT {fields} \
-                 FROM json_array_elements($1::json) AS r{conflict}"
-            ),
-            _ => format!(
-                "INSERT INTO {table} ({names}) SELECT {fields} FROM json_each(?) WHERE true{conflict}"
-            ),
-        }
+        format!(
+            "INSERT INTO {} ({}) SELECT {fields} FROM json_array_elements($1::json) AS r{}",
+            quote(&self.table),
+            self.names(),
+            self.conflict(upsert)
+        )
     }
 }
 

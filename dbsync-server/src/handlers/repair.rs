@@ -3,7 +3,7 @@
 use super::rows::{changed_since, with_references};
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, as_bigint, mark_seen, quote, scalar, stamp_pending};
+use crate::server::{SyncServer, as_bigint, counters, mark_seen, quote, scalar, stamp_pending};
 use dbsync::messages::{RepairCursor, RepairRequest, RepairResponse, Rows, SignedRequest};
 use dbsync::{Row, TableInfo};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
@@ -84,13 +84,7 @@ impl SyncServer {
         let txn = self.db().begin().await?;
         let snapshot_version = match repair.snapshot_version {
             Some(v) => v,
-            None => scalar(
-                &txn,
-                "SELECT latest_version FROM dbsync_server_state WHERE id = 1",
-                vec![],
-            )
-            .await?
-            .unwrap_or(0),
+            None => counters(&txn).await?.latest,
         };
         let page = repair
             .page_size

@@ -108,7 +108,9 @@ impl<'t> Merge<'t> {
         }
         for info in &tables {
             // No local row holds a value in an empty table (a node's first pull).
-            if !info.unique.is_empty() && !self.is_empty(info).await? {
+            if !info.unique.is_empty()
+                && !crate::select_json::is_empty(self.txn, &quote(&info.name)).await?
+            {
                 self.vacate_unique_values(info).await?;
             }
             let mut reader = self.staging.latest(info);
@@ -400,15 +402,6 @@ impl<'t> Merge<'t> {
                 .collect();
             crate::apply::vacate_unique_values(self.txn, info, &incoming).await?;
         }
-    }
-
-    async fn is_empty(&self, info: &TableInfo) -> Result<bool> {
-        let sql = format!("SELECT 1 FROM {} LIMIT 1", quote(&info.name));
-        let found = self
-            .txn
-            .query_one_raw(stmt(self.txn.get_database_backend(), &sql, vec![]))
-            .await?;
-        Ok(found.is_none())
     }
 
     /// Whether rows referencing `id` have unsynced local changes.
