@@ -157,6 +157,30 @@ async fn rows_the_database_encodes_equal_the_model_encoding(backend: Backend, na
     let ids: Vec<i64> = people.iter().map(|p| i64::from(p.id)).collect();
     let fetched = info.ops().fetch(&txn, &ids).await.unwrap();
     assert_eq!(by_key(fetched), by_key(stored.clone()), "fetched by key");
+    // As text, with the parents the rows reference (MySQL builds no text).
+    let mut some_ids: Vec<i64> = ids.iter().copied().step_by(2).collect();
+    some_ids.push(i64::MAX);
+    let as_text = info
+        .ops()
+        .fetch_text(&txn, &some_ids, &["city_id".to_owned()])
+        .await
+        .unwrap();
+    if backend == Backend::MySql {
+        assert!(as_text.is_none());
+    } else {
+        let as_text = as_text.unwrap();
+        let text_rows: Vec<Row> = serde_json::from_str(&as_text.rows.json).unwrap();
+        let wanted: Vec<Row> = stored
+            .iter()
+            .filter(|row| some_ids.contains(&row["id"].as_i64().unwrap()))
+            .cloned()
+            .collect();
+        assert_eq!(as_text.rows.rows, 100);
+        assert_eq!(by_key(text_rows), by_key(wanted), "fetched by key as text");
+        let mut parents = as_text.parents.concat();
+        parents.sort_unstable();
+        assert_eq!(parents, [1, 2, 3], "each parent once");
+    }
     let paged = info.ops().page(&txn, i64::MIN, 1_000).await.unwrap();
     assert_eq!(paged, by_key(stored.clone()), "paged in key order");
     // Consecutive keys are read as a range, the rows asked for kept.

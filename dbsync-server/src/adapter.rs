@@ -84,7 +84,7 @@ async fn run(
     let request = signed(headers, body)?;
     match procedure {
         Procedure::Push => json(server.handle_push(&request).await),
-        Procedure::Pull => json(server.handle_pull(&request).await),
+        Procedure::Pull => json(server.pull_answer(&request).await),
         Procedure::Repair => json(server.repair_answer(&request).await),
         Procedure::Query => json(server.handle_query(&request).await),
         Procedure::Register => unreachable!("answered above"),

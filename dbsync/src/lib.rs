@@ -95,7 +95,7 @@ pub use registry::Registry;
 pub use row::{Row, from_row, to_row};
 pub use setup::{Role, create_all, create_all_with, drop_all, drop_all_with};
 pub use table::{ColumnInfo, FkAction, ForeignKey, TableInfo};
-pub use table_json::RowsText;
+pub use table_json::{FetchedRows, RowsText};
 pub use table_ops::{BoxFuture, Inserted, TableOps};
 pub use tracked::{Direction, Tracked};
 pub use untracked::{UntrackedTransaction, begin_untracked};

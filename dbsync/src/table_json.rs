@@ -255,6 +255,83 @@ impl JsonTable {
         Ok(rows)
     }
 
+    /// The rows with these keys as the JSON text the database built, with the distinct
+    /// values each of the columns `references` holds among them (the keys of the parents a
+    /// node needs first). The keys travel as ranges of consecutive keys: one small
+    /// parameter for a batch of new rows, so PostgreSQL over TCP does not hold a large
+    /// statement back.
+    pub(crate) async fn fetch_text(
+        &self,
+        db: &DatabaseTransaction,
+        ids: &[i64],
+        references: &[String],
+    ) -> Result<FetchedRows> {
+        let table = quote(&self.table);
+        let pk = quote(&self.primary_key);
+        let qualified = self
+            .columns
+            .iter()
+            .map(|(name, _)| format!("{table}.{}", quote(name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = match self.backend {
+            DbBackend::Postgres => {
+                let parents: String = references
+                    .iter()
+                    .map(|c| format!(", json_agg(DISTINCT t.{})::text", quote(c)))
+                    .collect();
+                format!(
+                    "SELECT json_agg(t)::text, count(*), max(t.{pk}){parents} FROM \
+                     (SELECT {qualified} FROM json_array_elements($1::json) AS r JOIN {table} \
+                     ON {table}.{pk} BETWEEN (r->>0)::int8 AND (r->>1)::int8) AS t"
+                )
+            }
+            _ => {
+                let parents: String = references
+                    .iter()
+                    .map(|c| format!(", json_group_array(DISTINCT {})", quote(c)))
+                    .collect();
+                format!(
+                    "SELECT json_group_array(json_object({pairs})), count(*), max({pk}){parents} \
+                     FROM (SELECT {qualified} FROM json_each(?) AS r JOIN {table} \
+                     ON {table}.{pk} BETWEEN json_extract(r.value, '$[0]') \
+                     AND json_extract(r.value, '$[1]'))",
+                    pairs = self.pairs()
+                )
+            }
+        };
+        let ranges = serde_json::to_string(&key_ranges(ids))
+            .map_err(|e| Error::InvalidOperation(e.to_string()))?;
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend,
+                sql,
+                vec![ranges.into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok(FetchedRows {
+                rows: RowsText::default(),
+                parents: vec![Vec::new(); references.len()],
+            });
+        };
+        let rows = rows_text(&row)?;
+        let mut parents = Vec::with_capacity(references.len());
+        for (index, column) in references.iter().enumerate() {
+            let text: Option<String> = row.try_get_by_index(3 + index)?;
+            let keys: Vec<Option<i64>> = match text {
+                Some(text) => serde_json::from_str(&text).map_err(|e| Error::RowCodec {
+                    table: self.table.clone(),
+                    column: column.clone(),
+                    reason: e.to_string(),
+                })?,
+                None => Vec::new(),
+            };
+            parents.push(keys.into_iter().flatten().collect());
+        }
+        Ok(FetchedRows { rows, parents })
+    }
+
     /// Like [`JsonTable::page`], but the rows stay the JSON text the database built: a page
     /// on its way to a node is sent as it is read.
     pub(crate) async fn page_text(
@@ -285,21 +362,10 @@ impl JsonTable {
                 vec![after.into(), limit.into()],
             ))
             .await?;
-        let Some(row) = row else {
-            return Ok(RowsText::default());
-        };
-        let json: Option<String> = row.try_get_by_index(0)?;
-        let count: i64 = row.try_get_by_index(1)?;
-        // `max` of an `int4` key is an `int4` on PostgreSQL.
-        let last: Option<i64> = match row.try_get_by_index::<Option<i64>>(2) {
-            Ok(last) => last,
-            Err(_) => row.try_get_by_index::<Option<i32>>(2)?.map(i64::from),
-        };
-        Ok(RowsText {
-            json: json.unwrap_or_else(|| "[]".to_owned()),
-            rows: usize::try_from(count).unwrap_or(0),
-            last,
-        })
+        match row {
+            Some(row) => rows_text(&row),
+            None => Ok(RowsText::default()),
+        }
     }
 
     fn select(&self, filter: &str, tail: &str) -> String {
@@ -557,6 +623,47 @@ pub struct RowsText {
     pub last: Option<i64>,
 }
 
+/// The aggregate's array of rows, count and largest key, in its first three columns.
+fn rows_text(row: &sea_orm::QueryResult) -> Result<RowsText> {
+    let json: Option<String> = row.try_get_by_index(0)?;
+    let count: i64 = row.try_get_by_index(1)?;
+    // `max` of an `int4` key is an `int4` on PostgreSQL.
+    let last: Option<i64> = match row.try_get_by_index::<Option<i64>>(2) {
+        Ok(last) => last,
+        Err(_) => row.try_get_by_index::<Option<i32>>(2)?.map(i64::from),
+    };
+    Ok(RowsText {
+        json: json.unwrap_or_else(|| "[]".to_owned()),
+        rows: usize::try_from(count).unwrap_or(0),
+        last,
+    })
+}
+
+/// `ids` as `[first, last]` runs of consecutive keys, each key once.
+fn key_ranges(ids: &[i64]) -> Vec<[i64; 2]> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<[i64; 2]> = Vec::new();
+    for id in sorted {
+        match ranges.last_mut() {
+            Some(range) if range[1].checked_add(1) == Some(id) => range[1] = id,
+            _ => ranges.push([id, id]),
+        }
+    }
+    ranges
+}
+
+/// Rows fetched by key as the JSON text the database built, with the parents they need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FetchedRows {
+    /// The rows.
+    pub rows: RowsText,
+    /// For each column asked about, the distinct keys it holds among the rows.
+    pub parents: Vec<Vec<i64>>,
+}
+
 /// Rows per statement: one parameter whatever the count, so the bound is the statement's
 /// size, a few hundred kilobytes.
 const BATCH: usize = 5_000;
@@ -581,5 +688,19 @@ fn kind(column_type: &ColumnType, template: &Value) -> Option<Kind> {
         (ColumnType::Unsigned, Value::Unsigned(_)) => int(0, u32::MAX.into()),
         (ColumnType::String(_) | ColumnType::Text, Value::String(_)) => Some(Kind::Text),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_ranges;
+
+    #[test]
+    fn keys_travel_as_runs_of_consecutive_keys() {
+        assert_eq!(key_ranges(&[]), Vec::<[i64; 2]>::new());
+        assert_eq!(
+            key_ranges(&[5, 3, 4, 9, 4, 1, i64::MAX, i64::MAX - 1]),
+            [[1, 1], [3, 5], [9, 9], [i64::MAX - 1, i64::MAX]]
+        );
     }
 }

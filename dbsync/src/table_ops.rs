@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::row::{Row, decode, from_row, to_row};
-use crate::table_json::{JsonTable, RowsText, Shape};
+use crate::table_json::{FetchedRows, JsonTable, RowsText, Shape};
 use crate::tracked::Tracked;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -93,6 +93,19 @@ pub trait TableOps: Send + Sync + std::fmt::Debug {
         limit: u64,
     ) -> BoxFuture<'a, Result<Option<RowsText>>> {
         let _ = (db, after, limit);
+        Box::pin(async { Ok(None) })
+    }
+    /// Like [`TableOps::fetch`], with the rows as the JSON text the database built, and the
+    /// distinct values each column of `references` holds among them; `None` where the
+    /// database cannot build the text.
+    #[doc(hidden)]
+    fn fetch_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        ids: &'a [i64],
+        references: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<FetchedRows>>> {
+        let _ = (db, ids, references);
         Box::pin(async { Ok(None) })
     }
     /// Writes a page of a repair snapshot given as a JSON array of rows, where the database
@@ -242,6 +255,20 @@ where
         Box::pin(async move {
             match json_table::<E>(db.get_database_backend()) {
                 Some(table) => Ok(Some(table.page_text(db, after, limit).await?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn fetch_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        ids: &'a [i64],
+        references: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<FetchedRows>>> {
+        Box::pin(async move {
+            match json_table::<E>(db.get_database_backend()) {
+                Some(table) => Ok(Some(table.fetch_text(db, ids, references).await?)),
                 None => Ok(None),
             }
         })

@@ -1,23 +1,65 @@
 //! `pull`: the server's operations since a node's version, one page at a time.
 
 use super::keys;
-use super::rows::ship;
+use super::rows::ship_text;
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{Counters, SyncServer, counters, mark_seen, stamp_pending, statement};
 use dbsync::Command;
-use dbsync::messages::{LogCursor, PullRequest, PullResponse, Rows, SignedRequest, WireOperation};
+use dbsync::messages::{
+    LogCursor, MovedKey, PullRequest, PullResponse, Rows, SignedRequest, WireOperation,
+};
 use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Operations per page when the node does not say.
 const DEFAULT_PAGE: u32 = 1_000;
 
+/// A pull page as it is sent: [`PullResponse`]'s shape, with each table's rows as one JSON
+/// array, mostly the text the database built.
+#[derive(Serialize)]
+pub(crate) struct PullAnswer {
+    target_version: i64,
+    operations: Vec<WireOperation>,
+    rows: BTreeMap<String, Box<RawValue>>,
+    next: Option<LogCursor>,
+    max_ids: BTreeMap<String, i64>,
+    own_pushes: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    own_moved: BTreeMap<String, Vec<MovedKey>>,
+}
+
 impl SyncServer {
     /// One page of the operations after the node's version, up to the pull's target version,
     /// with the current rows they name and every row those reference.
-    #[tracing::instrument(name = "dbsync.pull", skip_all, fields(node_id = request.node_id))]
     pub async fn handle_pull(&self, request: &SignedRequest) -> Result<PullResponse, ServerError> {
+        let answer = self.pull_answer(request).await?;
+        let mut rows = Rows::new();
+        for (table, list) in answer.rows {
+            let list = serde_json::from_str(list.get())
+                .map_err(|e| ServerError::Internal(e.to_string()))?;
+            rows.insert(table, list);
+        }
+        Ok(PullResponse {
+            target_version: answer.target_version,
+            operations: answer.operations,
+            rows,
+            next: answer.next,
+            max_ids: answer.max_ids,
+            own_pushes: answer.own_pushes,
+            own_moved: answer.own_moved,
+        })
+    }
+
+    /// [`SyncServer::handle_pull`] without decoding the rows the database encoded itself,
+    /// as the adapters send it.
+    #[tracing::instrument(name = "dbsync.pull", skip_all, fields(node_id = request.node_id))]
+    pub(crate) async fn pull_answer(
+        &self,
+        request: &SignedRequest,
+    ) -> Result<PullAnswer, ServerError> {
         let pull: PullRequest = self
             .authenticate(Procedure::Pull, request, |p: &PullRequest| &p.meta)
             .await?;
@@ -100,7 +142,7 @@ impl SyncServer {
                 command,
             });
         }
-        let rows = ship(&txn, registry, wanted, Rows::new(), None).await?;
+        let rows = ship_text(&txn, registry, wanted).await?;
         // The node's own pushes are not in the page, so the last page covers every version
         // up to the target, whatever its last operation.
         let covered = if more { last.version } else { target };
@@ -140,7 +182,7 @@ impl SyncServer {
         {
             tracing::warn!(%err, "pruning nonces failed");
         }
-        Ok(PullResponse {
+        Ok(PullAnswer {
             target_version: target,
             operations,
             rows,

@@ -5,8 +5,9 @@
 use crate::error::ServerError;
 use crate::server::statement;
 use dbsync::messages::Rows;
-use dbsync::{Registry, Row};
+use dbsync::{Registry, Row, TableInfo};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Rows as `(content type, key)`.
@@ -57,6 +58,78 @@ pub(crate) async fn ship(
         pending = next;
     }
     Ok(rows)
+}
+
+/// What [`ship`] gathers for a pull, each table's rows as one JSON array: the text the
+/// database built where it can, so that rows pass from the database to the node without
+/// being decoded and encoded again on the way.
+pub(crate) async fn ship_text(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    wanted: BTreeMap<String, BTreeSet<i64>>,
+) -> Result<BTreeMap<String, Box<RawValue>>, ServerError> {
+    let mut shipped: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut pending = wanted;
+    while !pending.is_empty() {
+        let mut next: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        for (table, keys) in pending {
+            let Some(info) = registry.table(&table) else {
+                continue;
+            };
+            let done = shipped.entry(table.clone()).or_default();
+            let ids: Vec<i64> = keys.into_iter().filter(|id| done.insert(*id)).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let links = parent_links(registry, info);
+            let columns: Vec<String> = links.iter().map(|(c, _)| (*c).to_owned()).collect();
+            let text = match info.ops().fetch_text(txn, &ids, &columns).await? {
+                Some(fetched) => {
+                    for ((_, parent), keys) in links.iter().zip(fetched.parents) {
+                        next.entry(parent.name.clone()).or_default().extend(keys);
+                    }
+                    fetched.rows.json
+                }
+                None => {
+                    let found = info.ops().fetch(txn, &ids).await?;
+                    for row in &found {
+                        references(registry, info, row, &mut next);
+                    }
+                    serde_json::to_string(&found)
+                        .map_err(|e| ServerError::Internal(e.to_string()))?
+                }
+            };
+            texts.entry(table).or_default().push(text);
+        }
+        pending = next;
+    }
+    texts
+        .into_iter()
+        .map(|(table, parts)| Ok((table, one_array(parts)?)))
+        .collect()
+}
+
+/// JSON arrays as one.
+fn one_array(mut parts: Vec<String>) -> Result<Box<RawValue>, ServerError> {
+    let text = if parts.len() == 1 {
+        parts.pop().unwrap_or_default()
+    } else {
+        let mut items = Vec::with_capacity(parts.len());
+        for part in &parts {
+            let inner = part
+                .trim()
+                .strip_prefix('[')
+                .and_then(|p| p.strip_suffix(']'))
+                .ok_or_else(|| ServerError::Internal("rows are not a JSON array".into()))?
+                .trim();
+            if !inner.is_empty() {
+                items.push(inner);
+            }
+        }
+        format!("[{}]", items.join(","))
+    };
+    RawValue::from_string(text).map_err(|e| ServerError::Internal(e.to_string()))
 }
 
 /// `rows` of a repair page with the rows they reference, transitively, among the rows that
@@ -117,20 +190,29 @@ pub(crate) async fn changed_since(
 /// tables.
 fn references(
     registry: &Registry,
-    info: &dbsync::TableInfo,
+    info: &TableInfo,
     row: &Row,
     out: &mut BTreeMap<String, BTreeSet<i64>>,
 ) {
-    for fk in &info.foreign_keys {
-        let [column] = &fk.columns[..] else { continue };
-        let Some(parent) = registry.table(&fk.to_table) else {
-            continue;
-        };
-        if !parent.direction.pulls() || fk.to_columns.first() != Some(&parent.primary_key) {
-            continue;
-        }
+    for (column, parent) in parent_links(registry, info) {
         if let Some(id) = row.get(column).and_then(serde_json::Value::as_i64) {
             out.entry(parent.name.clone()).or_default().insert(id);
         }
     }
+}
+
+/// The single-column foreign keys of `info` to the primary key of a pulled table: the
+/// column, and the table.
+fn parent_links<'r>(registry: &'r Registry, info: &'r TableInfo) -> Vec<(&'r str, &'r TableInfo)> {
+    info.foreign_keys
+        .iter()
+        .filter_map(|fk| {
+            let [column] = &fk.columns[..] else {
+                return None;
+            };
+            let parent = registry.table(&fk.to_table)?;
+            (parent.direction.pulls() && fk.to_columns.first() == Some(&parent.primary_key))
+                .then_some((column.as_str(), parent))
+        })
+        .collect()
 }
