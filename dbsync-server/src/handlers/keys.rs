@@ -25,11 +25,32 @@ pub(crate) async fn max_ids<C: ConnectionTrait>(
     db: &C,
     registry: &Registry,
 ) -> Result<BTreeMap<String, i64>, ServerError> {
-    let mut out = BTreeMap::new();
-    for info in registry.pulled() {
-        out.insert(info.name.clone(), max_id(db, info).await?);
+    let backend = db.get_database_backend();
+    let tables: Vec<&TableInfo> = registry.pulled().collect();
+    if tables.is_empty() {
+        return Ok(BTreeMap::new());
     }
-    Ok(out)
+    // One statement for every table: each is a round trip a pull's first page waits for.
+    let mut selects = Vec::with_capacity(tables.len());
+    let mut values = Vec::new();
+    for info in &tables {
+        let (sql, more) = max_id_sql(backend, info, values.len() + 1);
+        selects.push(format!("({sql})"));
+        values.extend(more);
+    }
+    let sql = format!("SELECT {}", selects.join(", "));
+    let row = db
+        .query_one_raw(statement(backend, &sql, values))
+        .await?
+        .ok_or_else(|| ServerError::Internal("no row for the largest keys".into()))?;
+    tables
+        .iter()
+        .enumerate()
+        .map(|(index, info)| {
+            let max: Option<i64> = row.try_get_by_index(index)?;
+            Ok((info.name.clone(), max.unwrap_or(0)))
+        })
+        .collect()
 }
 
 /// The largest key of `info`'s table the server has handed out, deleted rows included: the

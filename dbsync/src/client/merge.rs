@@ -113,7 +113,8 @@ impl<'t> Merge<'t> {
             {
                 self.vacate_unique_values(info).await?;
             }
-            let mut reader = self.staging.latest(info);
+            // Deletes and unique values were read above: the rows are not read again.
+            let mut reader = self.staging.latest_last_read(info);
             let mut written = false;
             loop {
                 let chunk = reader.next(self.txn).await?;

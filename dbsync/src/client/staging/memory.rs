@@ -67,9 +67,13 @@ impl Memory {
     }
 
     fn slot(&mut self, table: &str, id: i64) -> &mut Kept {
+        // Looked up before inserting: a page's rows are mostly of tables seen already.
+        if !self.entries.contains_key(table) {
+            self.entries.insert(table.to_owned(), BTreeMap::new());
+        }
         self.entries
-            .entry(table.to_owned())
-            .or_default()
+            .get_mut(table)
+            .expect("inserted above")
             .entry(id)
             .or_default()
     }
@@ -91,21 +95,28 @@ impl Memory {
     }
 
     /// Up to `limit` entries of `table` with a key above `after`, in key order; `None` once
-    /// the session stages in the tables.
-    pub(super) fn chunk(&self, table: &str, after: i64, limit: usize) -> Option<Vec<Entry>> {
+    /// the session stages in the tables. With `take`, the rows move out and later reads
+    /// see the keys and commands only.
+    pub(super) fn chunk(
+        &mut self,
+        table: &str,
+        after: i64,
+        limit: usize,
+        take: bool,
+    ) -> Option<Vec<Entry>> {
         if self.spilled {
             return None;
         }
-        let Some(rows) = self.entries.get(table) else {
+        let Some(rows) = self.entries.get_mut(table) else {
             return Some(Vec::new());
         };
         Some(
-            rows.range(after.saturating_add(1)..)
+            rows.range_mut(after.saturating_add(1)..)
                 .take(limit)
                 .map(|(id, (command, data))| Entry {
                     row_id: *id,
                     command: *command,
-                    data: data.clone(),
+                    data: if take { data.take() } else { data.clone() },
                 })
                 .collect(),
         )

@@ -310,6 +310,16 @@ impl Staging {
             staging: self,
             table,
             after: i64::MIN,
+            take: false,
+        }
+    }
+
+    /// Like [`Staging::latest`], for the last read of `table`'s rows: rows kept in memory
+    /// move out instead of being copied.
+    pub(super) fn latest_last_read<'a>(&'a self, table: &'a TableInfo) -> Latest<'a> {
+        Latest {
+            take: true,
+            ..self.latest(table)
         }
     }
 
@@ -373,6 +383,7 @@ pub(super) struct Latest<'a> {
     staging: &'a Staging,
     table: &'a TableInfo,
     after: i64,
+    take: bool,
 }
 
 impl Latest<'_> {
@@ -382,7 +393,7 @@ impl Latest<'_> {
         let kept = self
             .staging
             .memory()
-            .chunk(&table.name, self.after, CHUNK as usize);
+            .chunk(&table.name, self.after, CHUNK as usize, self.take);
         if let Some(entries) = kept {
             if let Some(last) = entries.last() {
                 self.after = last.row_id;
