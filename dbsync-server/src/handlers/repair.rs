@@ -1,6 +1,6 @@
 //! `repair`: the server's full state, one page at a time.
 
-use super::rows::{changed_since, with_references};
+use super::rows::{changed_after, with_references};
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, as_bigint, counters, mark_seen, quote, scalar, stamp_pending};
@@ -156,7 +156,7 @@ impl SyncServer {
         let found = match info.ops().page_text(txn, after_id, u64::from(page)).await? {
             Some(text)
                 if info.foreign_keys.is_empty()
-                    || changed_since(txn, snapshot_version).await?.is_empty() =>
+                    || !changed_after(txn, snapshot_version).await? =>
             {
                 let raw = RawValue::from_string(text.json)
                     .map_err(|e| ServerError::Internal(e.to_string()))?;

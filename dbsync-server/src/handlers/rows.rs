@@ -3,7 +3,7 @@
 //! server changed since the operations were logged.
 
 use crate::error::ServerError;
-use crate::server::statement;
+use crate::server::{counters, statement};
 use dbsync::messages::Rows;
 use dbsync::{Registry, Row, TableInfo};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
@@ -155,6 +155,27 @@ pub(crate) async fn with_references(
     }
     let changed = changed_since(txn, snapshot_version).await?;
     ship(txn, registry, wanted, rows, Some(&changed)).await
+}
+
+/// Whether any row has an operation after `version`, or one not versioned yet: asked for
+/// every repair page, so answered from the latest version and the index of unversioned
+/// entries rather than by reading the log after `version` (which a generic plan on
+/// PostgreSQL reads whole: 8 to 17 ms a page at 100,000 entries).
+pub(crate) async fn changed_after(
+    txn: &DatabaseTransaction,
+    version: i64,
+) -> Result<bool, ServerError> {
+    if counters(txn).await?.latest > version {
+        return Ok(true);
+    }
+    let unversioned = txn
+        .query_one_raw(statement(
+            txn.get_database_backend(),
+            "SELECT 1 FROM dbsync_operations WHERE version_id IS NULL LIMIT 1",
+            vec![],
+        ))
+        .await?;
+    Ok(unversioned.is_some())
 }
 
 /// The rows with an operation after `version`, or one not versioned yet (a server write
