@@ -22,6 +22,7 @@ on_every_server!(
     inserts_with_the_same_key_on_two_nodes_move_the_local_row,
     a_retried_push_whose_answer_was_lost_applies_once,
     a_lost_push_followed_by_a_local_delete_deletes_on_the_server,
+    a_logged_insert_whose_row_is_gone_is_pushed_as_a_delete,
     pulling_while_a_push_is_in_flight_does_not_duplicate_it,
     server_writes_are_versioned_and_pulled,
     explicit_keys_keep_the_server_key_generator_ahead,
@@ -34,6 +35,36 @@ on_every_server!(
     query_returns_typed_models,
     concurrent_pushes_from_many_clients_lose_nothing,
 );
+
+/// A log entry whose row was removed behind dbsync's back travels as a delete, beside the
+/// rows that are there.
+async fn a_logged_insert_whose_row_is_gone_is_pushed_as_a_delete(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let kept = add_city(a.db(), "Kept").await;
+    let lost = add_city(a.db(), "Lost").await;
+    add_person(a.db(), "Ann", kept.id).await;
+    let quiet = dbsync::begin_untracked(a.db()).await.unwrap();
+    city::Entity::delete_by_id(lost.id)
+        .exec(&*quiet)
+        .await
+        .unwrap();
+    quiet.commit().await.unwrap();
+
+    let report = a.push().await.unwrap();
+    assert_eq!(report.operations, 3);
+    assert_eq!(cities(server.db()).await, [(kept.id, "Kept".to_owned())]);
+    assert_eq!(people(server.db()).await, people(a.db()).await);
+    let b = client(&server, &format!("{name}_b")).await;
+    b.pull().await.unwrap();
+    assert_eq!(cities(b.db()).await, cities(a.db()).await);
+}
 
 async fn register_gives_each_node_its_own_credentials(
     backend: Backend,
