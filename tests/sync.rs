@@ -23,6 +23,7 @@ on_every_server!(
     a_retried_push_whose_answer_was_lost_applies_once,
     a_lost_push_followed_by_a_local_delete_deletes_on_the_server,
     a_logged_insert_whose_row_is_gone_is_pushed_as_a_delete,
+    the_server_logs_a_push_in_its_order_whatever_its_runs_of_keys,
     pulling_while_a_push_is_in_flight_does_not_duplicate_it,
     server_writes_are_versioned_and_pulled,
     explicit_keys_keep_the_server_key_generator_ahead,
@@ -64,6 +65,67 @@ async fn a_logged_insert_whose_row_is_gone_is_pushed_as_a_delete(
     let b = client(&server, &format!("{name}_b")).await;
     b.pull().await.unwrap();
     assert_eq!(cities(b.db()).await, cities(a.db()).await);
+}
+
+/// Long runs of consecutive keys and scattered ones, in one push: the server's log holds
+/// each operation once, in the push's order, and another node pulls the same rows.
+async fn the_server_logs_a_push_in_its_order_whatever_its_runs_of_keys(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        ids.push(add_city(a.db(), &format!("city {i}")).await.id);
+    }
+    for i in 0..70 {
+        add_person(a.db(), &format!("person {i}"), ids[i % 3]).await;
+    }
+    // Inserted and deleted before the push, the seventh city is not pushed: its neighbours
+    // make a short run of keys and a long one.
+    city::Entity::delete_by_id(ids[6])
+        .exec(a.db())
+        .await
+        .unwrap();
+    let mut expected: Vec<(String, i64, String)> = ids
+        .iter()
+        .filter(|id| **id != ids[6])
+        .map(|id| ("city".into(), i64::from(*id), "i".into()))
+        .collect();
+    for person in people(a.db()).await {
+        expected.push(("person".into(), i64::from(person.0), "i".into()));
+    }
+
+    a.push().await.unwrap();
+    let registry = dbsync::Registry::global();
+    let logged: Vec<(String, i64, String)> = server
+        .db()
+        .query_all_raw(sea_orm::Statement::from_string(
+            server.db().get_database_backend(),
+            "SELECT content_type_id, row_id, command FROM dbsync_operations ORDER BY seq",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let ct: i64 = row.try_get_by_index(0).unwrap();
+            let table = registry.by_content_type(ct as u32).unwrap().name.clone();
+            (
+                table,
+                row.try_get_by_index(1).unwrap(),
+                row.try_get_by_index(2).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(logged, expected);
+    let b = client(&server, &format!("{name}_b")).await;
+    b.pull().await.unwrap();
+    assert_eq!(cities(b.db()).await, cities(a.db()).await);
+    assert_eq!(people(b.db()).await, people(a.db()).await);
 }
 
 async fn register_gives_each_node_its_own_credentials(

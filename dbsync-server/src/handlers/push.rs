@@ -244,25 +244,85 @@ async fn log_operations(
         }
         return Ok(());
     }
-    for chunk in operations.chunks(LOG_BATCH) {
-        let mut sql = String::from(
-            "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) VALUES ",
-        );
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4);
-        for (i, op) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str("(?, ?, ?, ?)");
-            let (ct, row_id, command) = entry(op);
-            values.push(ct.into());
-            values.push(row_id.into());
-            values.push(command.into());
-            values.push(version.into());
-        }
-        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+    // A run of operations on consecutive keys of one table with one command (a batch of new
+    // rows, typically) is logged by a statement that counts the keys out itself: binding
+    // four values per entry costs more than SQLite's writing them.
+    let counted = backend == DbBackend::Sqlite;
+    let mut bound: Vec<&WireOperation> = Vec::with_capacity(LOG_BATCH);
+    for run in runs(operations) {
+        if counted && run.len() >= MIN_COUNTED_RUN {
+            log_bound(txn, &bound, version, entry).await?;
+            bound.clear();
+            let (ct, first, command) = entry(&run[0]);
+            let last = run[run.len() - 1].row_id;
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                "WITH RECURSIVE k(id) AS (SELECT ? UNION ALL SELECT id + 1 FROM k WHERE id < ?) \
+                 INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) \
+                 SELECT ?, id, ?, ? FROM k",
+                vec![
+                    first.into(),
+                    last.into(),
+                    ct.into(),
+                    command.into(),
+                    version.into(),
+                ],
+            ))
             .await?;
+            continue;
+        }
+        for op in run {
+            bound.push(op);
+            if bound.len() == LOG_BATCH {
+                log_bound(txn, &bound, version, entry).await?;
+                bound.clear();
+            }
+        }
     }
+    log_bound(txn, &bound, version, entry).await
+}
+
+/// Operations in a run shorter than this are logged as bound values.
+const MIN_COUNTED_RUN: usize = 64;
+
+/// `operations` cut into maximal runs on consecutive keys of one table with one command.
+fn runs(operations: &[WireOperation]) -> impl Iterator<Item = &[WireOperation]> {
+    operations.chunk_by(|a, b| {
+        a.table == b.table && a.command == b.command && a.row_id.checked_add(1) == Some(b.row_id)
+    })
+}
+
+/// Logs `operations` as one multi-row insert with bound values.
+async fn log_bound(
+    txn: &DatabaseTransaction,
+    operations: &[&WireOperation],
+    version: i64,
+    entry: impl Fn(&WireOperation) -> (i64, i64, &'static str),
+) -> Result<(), ServerError> {
+    if operations.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
+        "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) VALUES ",
+    );
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(operations.len() * 4);
+    for (i, op) in operations.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?, ?)");
+        let (ct, row_id, command) = entry(op);
+        values.push(ct.into());
+        values.push(row_id.into());
+        values.push(command.into());
+        values.push(version.into());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        sql,
+        values,
+    ))
+    .await?;
     Ok(())
 }
 
