@@ -142,7 +142,7 @@ impl SyncServer {
                 command,
             });
         }
-        let rows = ship_text(&txn, registry, wanted).await?;
+        let rows = ship_text(&txn, registry, wanted, BTreeMap::new(), None).await?;
         // The node's own pushes are not in the page, so the last page covers every version
         // up to the target, whatever its last operation.
         let covered = if more { last.version } else { target };

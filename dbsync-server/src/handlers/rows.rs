@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 pub(crate) type Keys = HashSet<(u32, i64)>;
 
 /// Fetches the current rows for `wanted` (table to keys) and the transitive closure of the
-/// rows they reference in pulled tables, only among `only` when given. Keys whose row is gone
-/// are skipped: a later delete operation tells the node.
+/// rows they reference in pulled tables, only among `only` when given, adding them to `rows`
+/// (whose rows are not fetched again). Keys whose row is gone are skipped: a later delete
+/// operation tells the node.
 pub(crate) async fn ship(
     txn: &DatabaseTransaction,
     registry: &Registry,
@@ -33,6 +34,25 @@ pub(crate) async fn ship(
             );
         }
     }
+    for (table, text) in ship_text(txn, registry, wanted, shipped, only).await? {
+        let found: Vec<Row> =
+            serde_json::from_str(text.get()).map_err(|e| ServerError::Internal(e.to_string()))?;
+        rows.entry(table).or_default().extend(found);
+    }
+    Ok(rows)
+}
+
+/// What [`ship`] gathers, with `shipped` already sent, each table's rows as one JSON array:
+/// the text the database built where it can, so that a pull's rows pass from the database
+/// to the node without being decoded and encoded again on the way.
+pub(crate) async fn ship_text(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    wanted: BTreeMap<String, BTreeSet<i64>>,
+    mut shipped: BTreeMap<String, BTreeSet<i64>>,
+    only: Option<&Keys>,
+) -> Result<BTreeMap<String, Box<RawValue>>, ServerError> {
+    let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut pending = wanted;
     while !pending.is_empty() {
         let mut next: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
@@ -46,39 +66,6 @@ pub(crate) async fn ship(
                 .filter(|id| only.is_none_or(|o| o.contains(&(info.content_type_id, *id))))
                 .filter(|id| done.insert(*id))
                 .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let found = info.ops().fetch(txn, &ids).await?;
-            for row in &found {
-                references(registry, info, row, &mut next);
-            }
-            rows.entry(table).or_default().extend(found);
-        }
-        pending = next;
-    }
-    Ok(rows)
-}
-
-/// What [`ship`] gathers for a pull, each table's rows as one JSON array: the text the
-/// database built where it can, so that rows pass from the database to the node without
-/// being decoded and encoded again on the way.
-pub(crate) async fn ship_text(
-    txn: &DatabaseTransaction,
-    registry: &Registry,
-    wanted: BTreeMap<String, BTreeSet<i64>>,
-) -> Result<BTreeMap<String, Box<RawValue>>, ServerError> {
-    let mut shipped: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut pending = wanted;
-    while !pending.is_empty() {
-        let mut next: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-        for (table, keys) in pending {
-            let Some(info) = registry.table(&table) else {
-                continue;
-            };
-            let done = shipped.entry(table.clone()).or_default();
-            let ids: Vec<i64> = keys.into_iter().filter(|id| done.insert(*id)).collect();
             if ids.is_empty() {
                 continue;
             }
