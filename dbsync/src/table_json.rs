@@ -282,8 +282,9 @@ impl JsonTable {
                     .collect();
                 format!(
                     "SELECT json_agg(t)::text, count(*), max(t.{pk}){parents} FROM \
-                     (SELECT {qualified} FROM json_array_elements($1::json) AS r JOIN {table} \
-                     ON {table}.{pk} BETWEEN (r->>0)::int8 AND (r->>1)::int8) AS t"
+                     (SELECT {qualified} FROM json_array_elements($1::json) AS dbsync_keys(k) \
+                     JOIN {table} ON {table}.{pk} \
+                     BETWEEN (dbsync_keys.k->>0)::int8 AND (dbsync_keys.k->>1)::int8) AS t"
                 )
             }
             _ => {
@@ -293,9 +294,9 @@ impl JsonTable {
                     .collect();
                 format!(
                     "SELECT json_group_array(json_object({pairs})), count(*), max({pk}){parents} \
-                     FROM (SELECT {qualified} FROM json_each(?) AS r JOIN {table} \
-                     ON {table}.{pk} BETWEEN json_extract(r.value, '$[0]') \
-                     AND json_extract(r.value, '$[1]'))",
+                     FROM (SELECT {qualified} FROM json_each(?) AS dbsync_keys JOIN {table} \
+                     ON {table}.{pk} BETWEEN json_extract(dbsync_keys.value, '$[0]') \
+                     AND json_extract(dbsync_keys.value, '$[1]'))",
                     pairs = self.pairs()
                 )
             }
@@ -319,7 +320,8 @@ impl JsonTable {
         let mut parents = Vec::with_capacity(references.len());
         for (index, column) in references.iter().enumerate() {
             let text: Option<String> = row.try_get_by_index(3 + index)?;
-            let keys: Vec<Option<i64>> = match text {
+            // A value that is no integer (SQLite's loose typing) references no row.
+            let keys: Vec<Json> = match text {
                 Some(text) => serde_json::from_str(&text).map_err(|e| Error::RowCodec {
                     table: self.table.clone(),
                     column: column.clone(),
@@ -327,7 +329,7 @@ impl JsonTable {
                 })?,
                 None => Vec::new(),
             };
-            parents.push(keys.into_iter().flatten().collect());
+            parents.push(keys.iter().filter_map(Json::as_i64).collect());
         }
         Ok(FetchedRows { rows, parents })
     }

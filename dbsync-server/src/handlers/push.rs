@@ -259,7 +259,7 @@ async fn log_operations(
                 backend,
                 "WITH RECURSIVE k(id) AS (SELECT ? UNION ALL SELECT id + 1 FROM k WHERE id < ?) \
                  INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) \
-                 SELECT ?, id, ?, ? FROM k",
+                 SELECT ?, id, ?, ? FROM k ORDER BY id",
                 vec![
                     first.into(),
                     last.into(),
