@@ -196,8 +196,11 @@ async fn cursors_ahead(
         quote(backend, &info.name),
         quote(backend, &info.primary_key),
     );
+    // Ordered by the table's column: a bare name would be the selected cast's, which
+    // PostgreSQL sorts the whole table for (90 ms a page at a million rows, against an
+    // index walk of a page of keys).
     let sql = format!(
-        "SELECT {} FROM {table} WHERE {pk} > $1 ORDER BY {pk} LIMIT 1 OFFSET $2",
+        "SELECT {} FROM {table} WHERE {pk} > $1 ORDER BY {table}.{pk} LIMIT 1 OFFSET $2",
         as_bigint(backend, &pk)
     );
     let mut out = Vec::with_capacity(AHEAD);
