@@ -183,7 +183,7 @@ async fn rows_the_database_encodes_equal_the_model_encoding(backend: Backend, na
     }
     let paged = info.ops().page(&txn, i64::MIN, 1_000).await.unwrap();
     assert_eq!(paged, by_key(stored.clone()), "paged in key order");
-    // Consecutive keys are read as a range, the rows asked for kept.
+    // Keys with gaps between them: the rows asked for, and only those.
     let some: Vec<i64> = (1..=100).collect();
     let new: Vec<Row> = some
         .iter()

@@ -82,10 +82,8 @@ impl SyncServer {
         stamp_pending(self.db()).await?;
         let tables: Vec<&TableInfo> = self.inner.registry.pulled().collect();
         let txn = self.db().begin().await?;
-        let snapshot_version = match repair.snapshot_version {
-            Some(v) => v,
-            None => counters(&txn).await?.latest,
-        };
+        let latest = counters(&txn).await?.latest;
+        let snapshot_version = repair.snapshot_version.unwrap_or(latest);
         let page = repair
             .page_size
             .unwrap_or(DEFAULT_PAGE)
@@ -108,7 +106,7 @@ impl SyncServer {
         let walked = tables.get(index).map(|t| t.name.clone());
         if let Some(info) = tables.get(index) {
             let (count, last, found) = self
-                .read_page(&txn, info, after_id, page, snapshot_version)
+                .read_page(&txn, info, after_id, page, snapshot_version, latest)
                 .await?;
             next = match (count == page as usize, last) {
                 (true, Some(last)) => Some(RepairCursor {
@@ -151,12 +149,13 @@ impl SyncServer {
         after_id: i64,
         page: u32,
         snapshot_version: i64,
+        latest: i64,
     ) -> Result<(usize, Option<i64>, BTreeMap<String, PageRows>), ServerError> {
         let registry = self.inner.registry;
         let found = match info.ops().page_text(txn, after_id, u64::from(page)).await? {
             Some(text)
                 if info.foreign_keys.is_empty()
-                    || !changed_after(txn, snapshot_version).await? =>
+                    || !changed_after(txn, snapshot_version, latest).await? =>
             {
                 let raw = RawValue::from_string(text.json)
                     .map_err(|e| ServerError::Internal(e.to_string()))?;

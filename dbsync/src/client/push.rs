@@ -303,19 +303,10 @@ pub(super) async fn acknowledge_in<C: ConnectionTrait>(
 ) -> Result<bool> {
     // A push carries the oldest entries, so its sequence numbers mostly run unbroken: one
     // range per run, instead of long IN lists.
-    let mut sorted = seqs.to_vec();
-    sorted.sort_unstable();
-    let mut runs: Vec<(i64, i64)> = Vec::new();
-    for seq in sorted {
-        match runs.last_mut() {
-            Some((_, last)) if *last + 1 == seq => *last = seq,
-            _ => runs.push((seq, seq)),
-        }
-    }
-    for chunk in runs.chunks(200) {
+    for chunk in crate::table_json::key_ranges(seqs).chunks(200) {
         let ranges = chunk
             .iter()
-            .map(|(first, last)| format!("seq BETWEEN {first} AND {last}"))
+            .map(|[first, last]| format!("seq BETWEEN {first} AND {last}"))
             .collect::<Vec<_>>()
             .join(" OR ");
         txn.execute_unprepared(&format!("DELETE FROM dbsync_operations WHERE {ranges}"))

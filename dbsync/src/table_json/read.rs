@@ -13,44 +13,10 @@ use serde_json::Value as Json;
 impl JsonTable {
     /// The rows with these keys, in no particular order.
     pub(crate) async fn fetch(&self, db: &DatabaseTransaction, ids: &[i64]) -> Result<Vec<Row>> {
-        let pk = quote(&self.primary_key);
-        let (Some(&low), Some(&high)) = (ids.iter().min(), ids.iter().max()) else {
+        if ids.is_empty() {
             return Ok(Vec::new());
-        };
-        if ids.len() > 64
-            && high
-                .checked_sub(low)
-                .is_some_and(|span| span < 2 * ids.len() as i64)
-        {
-            // Mostly consecutive keys (a batch of new rows, typically): one range scan with
-            // two parameters, keeping the rows asked for. A statement that carries every key
-            // is large, and PostgreSQL over TCP makes large statements wait (Nagle's
-            // algorithm, which sqlx 0.9 leaves on).
-            let filter = match self.backend {
-                DbBackend::Postgres => format!("{pk} BETWEEN $1 AND $2"),
-                _ => format!("{pk} BETWEEN ? AND ?"),
-            };
-            let sql = self.select(&filter, "");
-            let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
-            let mut rows = self.read(db, sql, vec![low.into(), high.into()]).await?;
-            let key = &self.primary_key;
-            rows.retain(|row| {
-                row.get(key)
-                    .and_then(Json::as_i64)
-                    .is_some_and(|id| wanted.contains(&id))
-            });
-            return Ok(rows);
         }
-        let keys =
-            serde_json::to_string(ids).map_err(|e| Error::InvalidOperation(e.to_string()))?;
-        let filter = match self.backend {
-            DbBackend::Postgres => {
-                format!("{pk} IN (SELECT value::int8 FROM json_array_elements_text($1::json))")
-            }
-            _ => format!("{pk} IN (SELECT value FROM json_each(?))"),
-        };
-        let sql = self.select(&filter, "");
-        self.read(db, sql, vec![keys.into()]).await
+        self.decode(&self.fetch_text(db, ids, &[]).await?.rows.json)
     }
 
     /// The rows whose `column` holds one of `values`; `None` when `column` is not one of the
@@ -243,10 +209,15 @@ impl JsonTable {
         values: Vec<Value>,
     ) -> Result<Vec<Row>> {
         let statement = Statement::from_sql_and_values(self.backend, sql, values);
-        let Some(text) = aggregate_text(db, statement).await? else {
-            return Ok(Vec::new());
-        };
-        serde_json::from_str(&text).map_err(|e| Error::RowCodec {
+        match aggregate_text(db, statement).await? {
+            Some(text) => self.decode(&text),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Rows from the JSON array text the database built.
+    fn decode(&self, text: &str) -> Result<Vec<Row>> {
+        serde_json::from_str(text).map_err(|e| Error::RowCodec {
             table: self.table.clone(),
             column: String::new(),
             reason: e.to_string(),
@@ -283,7 +254,7 @@ fn rows_text(row: &sea_orm::QueryResult) -> Result<RowsText> {
 }
 
 /// `ids` as `[first, last]` runs of consecutive keys, each key once.
-fn key_ranges(ids: &[i64]) -> Vec<[i64; 2]> {
+pub(crate) fn key_ranges(ids: &[i64]) -> Vec<[i64; 2]> {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
