@@ -8,7 +8,8 @@ use crate::row::Row;
 use crate::table::TableInfo;
 use crate::table_ops::row_id;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
-use std::collections::HashMap;
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, HashMap};
 
 /// Lets foreign keys be violated until commit where the database allows it (SQLite), so that
 /// rows can be written in any order within the transaction.
@@ -32,7 +33,9 @@ pub(crate) fn index_rows<'r>(
         })?;
         for row in list {
             let id = row_id(row, &info.primary_key).map_err(|e| with_table(e, table))?;
-            index.insert((table.as_str(), id), row);
+            if index.insert((table.as_str(), id), row).is_some() {
+                return Err(twice(table, id));
+            }
         }
     }
     Ok(index)
@@ -58,7 +61,7 @@ pub async fn apply_operations(
     operations: &[WireOperation],
     rows: &Rows,
 ) -> Result<()> {
-    apply(txn, registry, operations, rows, true).await
+    apply(txn, registry, operations, Source::Rows(rows), true).await
 }
 
 /// [`apply_operations`] for operations whose inserted keys are known to be free in `txn`
@@ -70,17 +73,45 @@ pub async fn apply_operations_to_free_keys(
     operations: &[WireOperation],
     rows: &Rows,
 ) -> Result<()> {
-    apply(txn, registry, operations, rows, false).await
+    apply(txn, registry, operations, Source::Rows(rows), false).await
+}
+
+/// The rows of a push as they arrived: each table's JSON array of rows, not yet decoded.
+pub type PushedRows = BTreeMap<String, Box<RawValue>>;
+
+/// [`apply_operations_to_free_keys`] for rows still in the text they arrived as: each table
+/// whose rows the database can write from their text (see [`crate::table_ops::TableOps::write_pushed_text`])
+/// skips decoding them into [`Row`]s, which costs about as much as writing them.
+pub async fn apply_pushed_to_free_keys(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    operations: &[WireOperation],
+    rows: &PushedRows,
+) -> Result<()> {
+    let mut text = HashMap::with_capacity(rows.len());
+    for (table, json) in rows {
+        let info = registry.table(table).ok_or_else(|| Error::UnknownTable {
+            table: table.clone(),
+        })?;
+        text.insert(info.name.as_str(), json.get());
+    }
+    apply(txn, registry, operations, Source::Text(text), false).await
+}
+
+/// Where the rows of the operations come from.
+enum Source<'r> {
+    Rows(&'r Rows),
+    /// Each table's JSON array of rows, by table name.
+    Text(HashMap<&'r str, &'r str>),
 }
 
 async fn apply(
     txn: &DatabaseTransaction,
     registry: &Registry,
     operations: &[WireOperation],
-    rows: &Rows,
+    source: Source<'_>,
     check_inserted_keys: bool,
 ) -> Result<()> {
-    let index = index_rows(registry, rows)?;
     let mut by_table: HashMap<&str, Vec<&WireOperation>> = HashMap::new();
     for op in operations {
         let info = registry
@@ -88,14 +119,12 @@ async fn apply(
             .ok_or_else(|| Error::UnknownTable {
                 table: op.table.clone(),
             })?;
-        if op.command != Command::Delete && !index.contains_key(&(info.name.as_str(), op.row_id)) {
-            return Err(Error::InvalidOperation(format!(
-                "no row for the {:?} of `{}` {}",
-                op.command, op.table, op.row_id
-            )));
-        }
         by_table.entry(info.name.as_str()).or_default().push(op);
     }
+    let (index, text) = match source {
+        Source::Rows(rows) => (index_rows(registry, rows)?, HashMap::new()),
+        Source::Text(text) => (HashMap::new(), text),
+    };
     defer_foreign_keys(txn).await?;
     for info in registry.tables().iter().rev() {
         let Some(ops) = by_table.get(info.name.as_str()) else {
@@ -113,49 +142,116 @@ async fn apply(
         let Some(ops) = by_table.get(info.name.as_str()) else {
             continue;
         };
-        if !info.unique.is_empty() {
-            let rows: Vec<&Row> = ops
-                .iter()
-                .filter(|op| op.command == Command::Update)
-                .map(|op| index[&(info.name.as_str(), op.row_id)])
-                .collect();
-            vacate_unique_values(txn, info, &rows).await?;
+        let commands: HashMap<i64, Command> = ops
+            .iter()
+            .filter(|op| op.command != Command::Delete)
+            .map(|op| (op.row_id, op.command))
+            .collect();
+        if commands.is_empty() {
+            continue;
         }
-        let mut inserts: Vec<&Row> = Vec::new();
-        let mut updates: Vec<&Row> = Vec::new();
-        for op in ops.iter().filter(|op| op.command != Command::Delete) {
-            let row = index[&(info.name.as_str(), op.row_id)];
-            if row_id(row, &info.primary_key)? != op.row_id {
-                return Err(Error::InvalidOperation(format!(
-                    "row of `{}` does not match its operation's key {}",
-                    info.name, op.row_id
-                )));
+        written.push(info);
+        let decoded: Vec<Row>;
+        let mut rows: HashMap<i64, &Row> = HashMap::new();
+        if let Some(json) = text.get(info.name.as_str()) {
+            // Updates of a table with unique columns may need its rows' values moved aside
+            // first (`vacate_unique_values`), which reads them decoded.
+            let updates = commands.values().any(|c| *c == Command::Update);
+            if (info.unique.is_empty() || !updates)
+                && info
+                    .ops()
+                    .write_pushed_text(txn, json, &commands)
+                    .await
+                    .map_err(|e| with_table(e, &info.name))?
+            {
+                continue;
             }
-            info.ops()
-                .validate(row)
-                .map_err(|e| with_table(e, &info.name))?;
-            match op.command {
-                Command::Insert => inserts.push(row),
-                _ => updates.push(row),
-            }
-        }
-        if !inserts.is_empty() || !updates.is_empty() {
-            written.push(info);
-        }
-        if check_inserted_keys {
-            insert_new(txn, info, &inserts).await?;
+            decoded = decode_rows(&info.name, json)?;
+            rows = decoded_index(info, &decoded)?;
         } else {
-            info.ops()
-                .insert_many(txn, &inserts)
-                .await
-                .map_err(|e| with_table(e, &info.name))?;
+            for op in ops {
+                if let Some(row) = index.get(&(info.name.as_str(), op.row_id)) {
+                    rows.insert(op.row_id, row);
+                }
+            }
+        }
+        write_decoded(txn, info, ops, &rows, check_inserted_keys).await?;
+    }
+    advance_key_generators(txn, &written).await
+}
+
+/// A table's pushed rows, decoded.
+fn decode_rows(table: &str, json: &str) -> Result<Vec<Row>> {
+    serde_json::from_str(json).map_err(|e| Error::RowCodec {
+        table: table.to_owned(),
+        column: String::new(),
+        reason: format!("the rows are not an array of objects: {e}"),
+    })
+}
+
+/// `rows` by primary key.
+fn decoded_index<'r>(info: &TableInfo, rows: &'r [Row]) -> Result<HashMap<i64, &'r Row>> {
+    let mut index = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id = row_id(row, &info.primary_key).map_err(|e| with_table(e, &info.name))?;
+        if index.insert(id, row).is_some() {
+            return Err(twice(&info.name, id));
+        }
+    }
+    Ok(index)
+}
+
+/// Two rows with one key: which one the node meant is anyone's guess.
+pub(crate) fn twice(table: &str, id: i64) -> Error {
+    Error::InvalidOperation(format!("two rows of `{table}` {id}"))
+}
+
+/// Writes the inserts and updates among `ops`, whose rows `rows` holds by key.
+async fn write_decoded(
+    txn: &DatabaseTransaction,
+    info: &TableInfo,
+    ops: &[&WireOperation],
+    rows: &HashMap<i64, &Row>,
+    check_inserted_keys: bool,
+) -> Result<()> {
+    let mut inserts: Vec<&Row> = Vec::new();
+    let mut updates: Vec<&Row> = Vec::new();
+    for op in ops.iter().filter(|op| op.command != Command::Delete) {
+        let row = *rows.get(&op.row_id).ok_or_else(|| {
+            Error::InvalidOperation(format!(
+                "no row for the {:?} of `{}` {}",
+                op.command, op.table, op.row_id
+            ))
+        })?;
+        if row_id(row, &info.primary_key)? != op.row_id {
+            return Err(Error::InvalidOperation(format!(
+                "row of `{}` does not match its operation's key {}",
+                info.name, op.row_id
+            )));
         }
         info.ops()
-            .upsert_many(txn, &updates)
+            .validate(row)
+            .map_err(|e| with_table(e, &info.name))?;
+        match op.command {
+            Command::Insert => inserts.push(row),
+            _ => updates.push(row),
+        }
+    }
+    if !info.unique.is_empty() {
+        vacate_unique_values(txn, info, &updates).await?;
+    }
+    if check_inserted_keys {
+        insert_new(txn, info, &inserts).await?;
+    } else {
+        info.ops()
+            .insert_many(txn, &inserts)
             .await
             .map_err(|e| with_table(e, &info.name))?;
     }
-    advance_key_generators(txn, &written).await
+    info.ops()
+        .upsert_many(txn, &updates)
+        .await
+        .map_err(|e| with_table(e, &info.name))
 }
 
 /// Inserts rows whose keys must be free; a key that holds the very same row is fine (a

@@ -2,6 +2,7 @@
 //! by string can be applied: the registry keeps one [`TableOps`] per tracked entity.
 
 use crate::error::{Error, Result};
+use crate::oplog::Command;
 use crate::row::{Row, decode, from_row, to_row};
 use crate::table_json::{FetchedRows, JsonTable, RowsText, Shape};
 use crate::tracked::Tracked;
@@ -10,6 +11,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, IdenStatic,
     IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter, QueryOrder, QuerySelect,
 };
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -119,6 +121,19 @@ pub trait TableOps: Send + Sync + std::fmt::Debug {
         unique: &'a [Vec<String>],
     ) -> BoxFuture<'a, Result<bool>> {
         let _ = (db, json, unique);
+        Box::pin(async { Ok(false) })
+    }
+    /// Writes the rows of a push given as the JSON array of rows it carried, where the
+    /// database can read them without decoding: each row named in `commands` is inserted or
+    /// upserted as its command says. `false` where it cannot; the caller decodes the rows.
+    #[doc(hidden)]
+    fn write_pushed_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        json: &'a str,
+        commands: &'a HashMap<i64, Command>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = (db, json, commands);
         Box::pin(async { Ok(false) })
     }
     /// Deletes the rows with a key in `(low, high]` absent from the JSON array of rows
@@ -283,6 +298,20 @@ where
         Box::pin(async move {
             match json_table::<E>(db.get_database_backend()) {
                 Some(table) => table.write_snapshot_text(db, json, unique).await,
+                None => Ok(false),
+            }
+        })
+    }
+
+    fn write_pushed_text<'a>(
+        &'a self,
+        db: &'a DatabaseTransaction,
+        json: &'a str,
+        commands: &'a HashMap<i64, Command>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            match json_table::<E>(db.get_database_backend()) {
+                Some(table) => table.write_pushed(db, json, commands).await.map(|()| true),
                 None => Ok(false),
             }
         })

@@ -96,13 +96,13 @@ fn max_id_sql(backend: DbBackend, info: &TableInfo, first: usize) -> (String, Ve
     }
 }
 
-/// Moves every insert of `push` whose key holds a row on the server, or was used by a
-/// version the node has not seen (`unseen`, for a stale push), to a fresh key, and rewrites
-/// the push's references to it. Returns the moves, in the order made.
-pub(crate) async fn move_taken_keys(
+/// The fresh key for every insert of `push` whose key holds a row on the server, or was
+/// used by a version the node has not seen (`unseen`, for a stale push), in the order made;
+/// [`rewrite`] applies them to the push.
+pub(crate) async fn taken_key_moves(
     txn: &DatabaseTransaction,
     registry: &Registry,
-    push: &mut PushRequest,
+    push: &PushRequest,
     unseen: Option<&Unseen>,
 ) -> Result<Vec<MovedKey>, ServerError> {
     let mut inserted: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
@@ -144,9 +144,6 @@ pub(crate) async fn move_taken_keys(
                 new,
             });
         }
-    }
-    if !moves.is_empty() {
-        rewrite(registry, push, &moves);
     }
     Ok(moves)
 }
@@ -212,7 +209,7 @@ async fn existing_keys(
 
 /// Applies `moves` to the push: the operations, the rows' keys and every foreign key that
 /// points at a moved row.
-fn rewrite(registry: &Registry, push: &mut PushRequest, moves: &[MovedKey]) {
+pub(crate) fn rewrite(registry: &Registry, push: &mut PushRequest, moves: &[MovedKey]) {
     let by_key: HashMap<(&str, i64), i64> = moves
         .iter()
         .map(|m| ((m.table.as_str(), m.old), m.new))

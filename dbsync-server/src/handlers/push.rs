@@ -5,10 +5,13 @@ use super::rebase::{self, Unseen};
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, lock_counters, mark_seen, scalar, set_latest, stamp_pending};
-use dbsync::__private::apply_operations_to_free_keys;
-use dbsync::messages::{MovedKey, PushRequest, PushResponse, SignedRequest, WireOperation};
+use dbsync::__private::{PushedRows, apply_operations_to_free_keys, apply_pushed_to_free_keys};
+use dbsync::messages::{
+    MovedKey, PushRequest, PushResponse, RequestMeta, SignedRequest, WireOperation,
+};
 use dbsync::{Command, Registry};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use serde::Deserialize;
 use std::collections::HashSet;
 
 /// Operations logged per multi-row insert with bound values: the same statement serves every
@@ -17,6 +20,50 @@ const LOG_BATCH: usize = 1_000;
 /// Operations logged per statement where they travel as one JSON parameter: the bound is the
 /// statement's size, about half a megabyte.
 const JSON_LOG_BATCH: usize = 20_000;
+
+/// A [`PushRequest`] as it arrives, with each table's rows left as the JSON text they came
+/// in: most pushes are written from that text (`apply_pushed_to_free_keys`), and decoding
+/// 10,000 rows into maps costs about what writing them does. A rebase, a moved key or a hook
+/// needs them decoded ([`decode_rows`]).
+#[derive(Deserialize)]
+struct PushText {
+    #[serde(flatten)]
+    meta: RequestMeta,
+    push_id: String,
+    base_version: i64,
+    operations: Vec<WireOperation>,
+    rows: PushedRows,
+}
+
+impl PushText {
+    /// The push with no rows yet, and its rows' text.
+    fn split(self) -> (PushRequest, Option<PushedRows>) {
+        let push = PushRequest {
+            meta: self.meta,
+            push_id: self.push_id,
+            base_version: self.base_version,
+            operations: self.operations,
+            rows: Default::default(),
+        };
+        (push, Some(self.rows))
+    }
+}
+
+/// Decodes the rows' `text` into `push`, once.
+fn decode_rows(push: &mut PushRequest, text: &mut Option<PushedRows>) -> Result<(), ServerError> {
+    let Some(text) = text.take() else {
+        return Ok(());
+    };
+    for (table, json) in text {
+        let rows = serde_json::from_str(json.get()).map_err(|err| {
+            ServerError::InvalidOperation(format!(
+                "the rows of `{table}` are not an array of objects: {err}"
+            ))
+        })?;
+        push.rows.insert(table, rows);
+    }
+    Ok(())
+}
 
 impl SyncServer {
     /// Accepts a push if the node has the server's latest version, or if the versions it has
@@ -27,9 +74,10 @@ impl SyncServer {
     /// version and its moves, and applies nothing.
     #[tracing::instrument(name = "dbsync.push", skip_all, fields(node_id = request.node_id))]
     pub async fn handle_push(&self, request: &SignedRequest) -> Result<PushResponse, ServerError> {
-        let mut push: PushRequest = self
-            .authenticate(Procedure::Push, request, |p: &PushRequest| &p.meta)
+        let message: PushText = self
+            .authenticate(Procedure::Push, request, |p: &PushText| &p.meta)
             .await?;
+        let (mut push, mut text) = message.split();
         if push.push_id.is_empty() || push.push_id.len() > 64 {
             return Err(ServerError::Malformed(
                 "push_id must have 1 to 64 characters".into(),
@@ -62,6 +110,7 @@ impl SyncServer {
                 return Err(pull_first);
             }
             let unseen = if stale {
+                decode_rows(&mut push, &mut text)?;
                 match Unseen::load(&txn, &push, counters).await? {
                     Some(unseen) => Some(unseen),
                     None => return Err(pull_first),
@@ -69,20 +118,33 @@ impl SyncServer {
             } else {
                 None
             };
-            let moved = keys::move_taken_keys(&txn, registry, &mut push, unseen.as_ref()).await?;
+            let moved = keys::taken_key_moves(&txn, registry, &push, unseen.as_ref()).await?;
+            if !moved.is_empty() {
+                decode_rows(&mut push, &mut text)?;
+                keys::rewrite(registry, &mut push, &moved);
+            }
             if let Some(unseen) = &unseen
                 && !rebase::can_rebase(&txn, registry, &push, unseen).await?
             {
                 return Err(pull_first);
             }
             if let Some(hook) = &self.inner.before_push {
+                decode_rows(&mut push, &mut text)?;
                 hook(&txn, &push, None)
                     .await
                     .map_err(ServerError::Unauthorized)?;
             }
             // `move_taken_keys` freed every inserted key, under the lock.
-            match apply_operations_to_free_keys(&txn, registry, &push.operations, &push.rows).await
-            {
+            let applied = match &text {
+                Some(rows) => {
+                    apply_pushed_to_free_keys(&txn, registry, &push.operations, rows).await
+                }
+                None => {
+                    apply_operations_to_free_keys(&txn, registry, &push.operations, &push.rows)
+                        .await
+                }
+            };
+            match applied {
                 Ok(()) => {}
                 // A constraint the rows break in a stale push (a unique value taken meanwhile,
                 // say) is the merge's to settle: the node pulls first, as it would have without
@@ -120,6 +182,7 @@ impl SyncServer {
         log_operations(&txn, registry, &push.operations, version).await?;
         keys::record_moves(&txn, version, &moved).await?;
         if let Some(hook) = &self.inner.after_push {
+            decode_rows(&mut push, &mut text)?;
             hook(&txn, &push, Some(version))
                 .await
                 .map_err(ServerError::Unauthorized)?;

@@ -4,11 +4,13 @@
 use super::JsonTable;
 use crate::capture::quote;
 use crate::error::{Error, Result};
+use crate::oplog::Command;
 use crate::row::Row;
 use crate::rows_text::{Kind, null, row_values};
 use crate::select_json::is_empty;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, Value};
 use serde_json::Value as Json;
+use std::collections::{HashMap, HashSet};
 
 impl JsonTable {
     /// Inserts every row; with `upsert`, a row whose key exists replaces it.
@@ -47,6 +49,109 @@ impl JsonTable {
             .await?;
         }
         Ok(())
+    }
+
+    /// Writes the rows of a push as they arrived, a JSON array of rows: checked as
+    /// [`JsonTable::check`] would, read in one pass into values to bind, and each row named
+    /// by `commands` inserted or upserted as its command says; rows no command names are
+    /// left out. Refuses a row twice, and a command without its row.
+    pub(crate) async fn write_pushed(
+        &self,
+        db: &DatabaseTransaction,
+        json: &str,
+        commands: &HashMap<i64, Command>,
+    ) -> Result<()> {
+        let values = row_values(&self.columns, json).map_err(|refusal| Error::RowCodec {
+            table: self.table.clone(),
+            column: refusal.column,
+            reason: refusal.reason,
+        })?;
+        let width = self.columns.len().max(1);
+        let pk = self
+            .columns
+            .iter()
+            .position(|(name, _)| *name == self.primary_key)
+            .ok_or_else(|| Error::InvalidOperation(format!("`{}` has no key", self.table)))?;
+        let mut found = HashSet::with_capacity(commands.len());
+        let mut target = Vec::with_capacity(values.len() / width);
+        for row in values.chunks(width) {
+            let Value::BigInt(Some(id)) = row[pk] else {
+                return Err(Error::RowCodec {
+                    table: self.table.clone(),
+                    column: self.primary_key.clone(),
+                    reason: "the primary key is missing or not an integer".to_owned(),
+                });
+            };
+            let command = commands.get(&id).copied();
+            if command.is_some() && !found.insert(id) {
+                return Err(crate::apply::twice(&self.table, id));
+            }
+            target.push(command);
+        }
+        if let Some((id, command)) = commands.iter().find(|(id, _)| !found.contains(*id)) {
+            return Err(Error::InvalidOperation(format!(
+                "no row for the {command:?} of `{}` {id}",
+                self.table
+            )));
+        }
+        let mut inserts = Vec::with_capacity(values.len());
+        let mut updates = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            match target[i / width] {
+                Some(Command::Insert) => inserts.push(value),
+                Some(_) => updates.push(value),
+                None => {}
+            }
+        }
+        if self.backend == DbBackend::Sqlite {
+            self.write_values(db, inserts, false).await?;
+            return self.write_values(db, updates, true).await;
+        }
+        for (values, upsert) in [(inserts, false), (updates, true)] {
+            let sql = self.insert_sql(upsert);
+            for chunk in values.chunks(BATCH * width) {
+                db.execute_raw(Statement::from_sql_and_values(
+                    self.backend,
+                    sql.clone(),
+                    vec![self.rows_json(chunk).into()],
+                ))
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows given as their values in column order, one after the other, as a JSON array of
+    /// objects: what [`JsonTable::insert_sql`] reads.
+    fn rows_json(&self, values: &[Value]) -> String {
+        let width = self.columns.len().max(1);
+        let mut out = String::with_capacity(values.len() * 16 + 2);
+        out.push('[');
+        for (r, row) in values.chunks(width).enumerate() {
+            if r > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            for (c, ((name, _), value)) in self.columns.iter().zip(row).enumerate() {
+                if c > 0 {
+                    out.push(',');
+                }
+                // Column names are plain identifiers (see `Shape::build`).
+                out.push('"');
+                out.push_str(name);
+                out.push_str("\":");
+                match value {
+                    Value::BigInt(Some(n)) => out.push_str(&n.to_string()),
+                    Value::String(Some(text)) => {
+                        out.push_str(&Json::from(text.as_str()).to_string());
+                    }
+                    _ => out.push_str("null"),
+                }
+            }
+            out.push('}');
+        }
+        out.push(']');
+        out
     }
 
     /// Writes a snapshot page of this table, given as a JSON array of rows, on SQLite: the
