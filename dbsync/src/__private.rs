@@ -3,6 +3,7 @@
 pub use crate::apply::{PushedRows, apply_operations_to_free_keys, apply_pushed_to_free_keys};
 pub use crate::registry::Registration;
 pub use crate::select_json::select_json;
+pub use crate::table_json::key_ranges;
 pub use crate::tracked::{Direction, Tracked};
 pub use inventory;
 pub use sea_orm::Value;

@@ -23,8 +23,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 mod read;
 mod write;
 
-#[cfg(feature = "client")]
-pub(crate) use read::key_ranges;
+pub use read::key_ranges;
 pub use read::{FetchedRows, RowsText};
 
 /// What the database's JSON functions need to know of a table: its columns and their kinds.

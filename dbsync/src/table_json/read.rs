@@ -254,7 +254,7 @@ fn rows_text(row: &sea_orm::QueryResult) -> Result<RowsText> {
 }
 
 /// `ids` as `[first, last]` runs of consecutive keys, each key once.
-pub(crate) fn key_ranges(ids: &[i64]) -> Vec<[i64; 2]> {
+pub fn key_ranges(ids: &[i64]) -> Vec<[i64; 2]> {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
