@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 on_every_server!(
+    tracking_survives_bulk_syncs,
     every_compression_setting_syncs_and_compression_shrinks_the_wire,
     register_gives_each_node_its_own_credentials,
     a_push_reaches_another_node_through_its_pull,
@@ -903,4 +904,55 @@ async fn repair_moves_unique_values_between_pages(backend: Backend, adapter: Ada
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
     assert_eq!(cities(b.db()).await[0], (1, "c9".to_owned()));
     assert_eq!(log(b.db()).await, []);
+}
+
+/// A sync that writes 1,000 rows or more drops SQLite's tracking triggers for its
+/// transaction and creates them again at commit, or keeps them on a rollback: the
+/// application's writes after it are recorded, on the server and on the nodes.
+async fn tracking_survives_bulk_syncs(backend: Backend, adapter: Adapter, name: &str) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    let c = client(&server, &format!("{name}_c")).await;
+    city::Entity::insert_many((0..1_200).map(|i| city::ActiveModel {
+        name: Set(format!("City {i}")),
+        ..Default::default()
+    }))
+    .exec(a.db())
+    .await
+    .unwrap();
+    assert_eq!(a.push().await.unwrap().operations, 1_200);
+
+    // The server's application writes after the bulk push are versioned for the nodes.
+    add_city(server.db(), "Server side").await;
+    let pulled = b.pull().await.unwrap();
+    assert_eq!(pulled.operations, 1_201);
+    assert_eq!(cities(b.db()).await.len(), 1_201);
+    assert_eq!(log(b.db()).await, [], "pulled rows are not local changes");
+    let local = add_city(b.db(), "Local").await;
+    assert_eq!(
+        log(b.db()).await,
+        [("city".to_owned(), i64::from(local.id), "i")],
+        "a write after the bulk pull is recorded"
+    );
+
+    // A bulk pull that fails (a local row holds a name the server's rows take) rolls back.
+    let mine = add_city(c.db(), "City 7").await;
+    match c.pull().await {
+        Err(Error::UniqueConstraint { conflicts }) => {
+            assert_eq!(conflicts[0].row_id, i64::from(mine.id));
+        }
+        other => panic!("expected UniqueConstraint, got {other:?}"),
+    }
+    let after = add_city(c.db(), "After").await;
+    assert_eq!(
+        log(c.db()).await,
+        [
+            ("city".to_owned(), i64::from(mine.id), "i"),
+            ("city".to_owned(), i64::from(after.id), "i"),
+        ],
+        "writes after the failed bulk pull are recorded"
+    );
 }

@@ -94,6 +94,7 @@ impl SyncServer {
             return Ok(answer);
         }
         let txn = dbsync::begin_untracked(self.db()).await?;
+        txn.pause_triggers_for(push.operations.len()).await?;
         let counters = lock_counters(&txn).await?;
         let latest = counters.latest;
         // Any refusal here means that nothing of this push was ever applied, unless an

@@ -143,6 +143,8 @@ impl Client {
         });
         let txn = crate::begin_untracked(db).await?;
         crate::apply::defer_foreign_keys(&txn).await?;
+        txn.pause_triggers_for(usize::try_from(report.operations).unwrap_or(usize::MAX))
+            .await?;
         // A push another process sharing the database started during the download: if the
         // server applied it, it is among these versions (though not in the pull), and is
         // acknowledged first, with the keys the server moved. Otherwise the server may still

@@ -148,6 +148,8 @@ impl Client {
         // Checked again inside the transaction: a write made while pages downloaded counts.
         report.discarded = check_unsynced(&*txn, unsynced).await?;
         crate::apply::defer_foreign_keys(&txn).await?;
+        txn.pause_triggers_for(usize::try_from(report.rows).unwrap_or(usize::MAX))
+            .await?;
         let tables: Vec<&TableInfo> = self.inner.registry.pulled().collect();
         let mut index = 0;
         while let Some((page, text)) = staging.page(&txn, index).await? {
