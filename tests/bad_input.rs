@@ -111,7 +111,7 @@ fn encode(body: &Body, node_id: i64) -> (&'static str, Vec<u8>) {
             let command = [Command::Insert, Command::Update, Command::Delete][*command as usize];
             let mut row = row.as_object().cloned().unwrap_or_default();
             row.insert("id".into(), json!(row_id));
-            let push = PushRequest {
+            let push: PushRequest = PushRequest {
                 meta: meta(node_id),
                 push_id: nonce(),
                 base_version: 0,

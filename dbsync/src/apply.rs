@@ -1,14 +1,13 @@
 //! Applying operations that arrive with their rows, in an order foreign keys accept.
 
 use crate::error::{Error, Result};
-use crate::messages::{Rows, WireOperation};
+use crate::messages::{RawRows, Rows, WireOperation};
 use crate::oplog::Command;
 use crate::registry::Registry;
 use crate::row::Row;
 use crate::table::TableInfo;
 use crate::table_ops::row_id;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
-use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 
 /// Lets foreign keys be violated until commit where the database allows it (SQLite), so that
@@ -19,26 +18,6 @@ pub(crate) async fn defer_foreign_keys(txn: &DatabaseTransaction) -> Result<()> 
             .await?;
     }
     Ok(())
-}
-
-/// Indexes `rows` by table and primary key, checking every table name.
-pub(crate) fn index_rows<'r>(
-    registry: &Registry,
-    rows: &'r Rows,
-) -> Result<HashMap<(&'r str, i64), &'r Row>> {
-    let mut index = HashMap::new();
-    for (table, list) in rows {
-        let info = registry.table(table).ok_or_else(|| Error::UnknownTable {
-            table: table.clone(),
-        })?;
-        for row in list {
-            let id = row_id(row, &info.primary_key).map_err(|e| with_table(e, table))?;
-            if index.insert((table.as_str(), id), row).is_some() {
-                return Err(twice(table, id));
-            }
-        }
-    }
-    Ok(index)
 }
 
 fn with_table(err: Error, table: &str) -> Error {
@@ -61,7 +40,7 @@ pub async fn apply_operations(
     operations: &[WireOperation],
     rows: &Rows,
 ) -> Result<()> {
-    apply(txn, registry, operations, Source::Rows(rows), true).await
+    apply(txn, registry, operations, decoded(registry, rows)?, true).await
 }
 
 /// [`apply_operations`] for operations whose inserted keys are known to be free in `txn`
@@ -73,43 +52,55 @@ pub async fn apply_operations_to_free_keys(
     operations: &[WireOperation],
     rows: &Rows,
 ) -> Result<()> {
-    apply(txn, registry, operations, Source::Rows(rows), false).await
+    apply(txn, registry, operations, decoded(registry, rows)?, false).await
 }
 
-/// The rows of a push as they arrived: each table's JSON array of rows, not yet decoded.
-pub type PushedRows = BTreeMap<String, Box<RawValue>>;
-
 /// [`apply_operations_to_free_keys`] for rows still in the text they arrived as: each table
-/// whose rows the database can write from their text (see [`crate::table_ops::TableOps::write_pushed_text`])
-/// skips decoding them into [`Row`]s, which costs about as much as writing them.
+/// whose rows the database can write from their text (see
+/// [`crate::table_ops::TableOps::write_pushed_text`]) skips decoding them into [`Row`]s,
+/// which costs about as much as writing them.
 pub async fn apply_pushed_to_free_keys(
     txn: &DatabaseTransaction,
     registry: &Registry,
     operations: &[WireOperation],
-    rows: &PushedRows,
+    rows: &RawRows,
 ) -> Result<()> {
-    let mut text = HashMap::with_capacity(rows.len());
-    for (table, json) in rows {
-        let info = registry.table(table).ok_or_else(|| Error::UnknownTable {
-            table: table.clone(),
-        })?;
-        text.insert(info.name.as_str(), json.get());
-    }
-    apply(txn, registry, operations, Source::Text(text), false).await
+    let rows = by_table(registry, rows, |json| TableRows::Text(json.get()))?;
+    apply(txn, registry, operations, rows, false).await
 }
 
-/// Where the rows of the operations come from.
-enum Source<'r> {
-    Rows(&'r Rows),
-    /// Each table's JSON array of rows, by table name.
-    Text(HashMap<&'r str, &'r str>),
+/// One table's rows, as they came.
+enum TableRows<'r> {
+    Decoded(&'r [Row]),
+    /// A JSON array of rows.
+    Text(&'r str),
+}
+
+/// `rows` by registered table name, refusing a table that is not tracked.
+fn by_table<'r, T>(
+    registry: &'r Registry,
+    rows: &'r BTreeMap<String, T>,
+    each: impl Fn(&'r T) -> TableRows<'r>,
+) -> Result<HashMap<&'r str, TableRows<'r>>> {
+    rows.iter()
+        .map(|(table, list)| {
+            let info = registry.table(table).ok_or_else(|| Error::UnknownTable {
+                table: table.clone(),
+            })?;
+            Ok((info.name.as_str(), each(list)))
+        })
+        .collect()
+}
+
+fn decoded<'r>(registry: &'r Registry, rows: &'r Rows) -> Result<HashMap<&'r str, TableRows<'r>>> {
+    by_table(registry, rows, |list| TableRows::Decoded(list))
 }
 
 async fn apply(
     txn: &DatabaseTransaction,
     registry: &Registry,
     operations: &[WireOperation],
-    source: Source<'_>,
+    rows: HashMap<&str, TableRows<'_>>,
     check_inserted_keys: bool,
 ) -> Result<()> {
     let mut by_table: HashMap<&str, Vec<&WireOperation>> = HashMap::new();
@@ -121,10 +112,6 @@ async fn apply(
             })?;
         by_table.entry(info.name.as_str()).or_default().push(op);
     }
-    let (index, text) = match source {
-        Source::Rows(rows) => (index_rows(registry, rows)?, HashMap::new()),
-        Source::Text(text) => (HashMap::new(), text),
-    };
     defer_foreign_keys(txn).await?;
     for info in registry.tables().iter().rev() {
         let Some(ops) = by_table.get(info.name.as_str()) else {
@@ -152,29 +139,27 @@ async fn apply(
         }
         written.push(info);
         let decoded: Vec<Row>;
-        let mut rows: HashMap<i64, &Row> = HashMap::new();
-        if let Some(json) = text.get(info.name.as_str()) {
-            // Updates of a table with unique columns may need its rows' values moved aside
-            // first (`vacate_unique_values`), which reads them decoded.
-            let updates = commands.values().any(|c| *c == Command::Update);
-            if (info.unique.is_empty() || !updates)
-                && info
-                    .ops()
-                    .write_pushed_text(txn, json, &commands)
-                    .await
-                    .map_err(|e| with_table(e, &info.name))?
-            {
-                continue;
-            }
-            decoded = decode_rows(&info.name, json)?;
-            rows = decoded_index(info, &decoded)?;
-        } else {
-            for op in ops {
-                if let Some(row) = index.get(&(info.name.as_str(), op.row_id)) {
-                    rows.insert(op.row_id, row);
+        let list: &[Row] = match rows.get(info.name.as_str()) {
+            None => &[],
+            Some(TableRows::Decoded(list)) => list,
+            Some(TableRows::Text(json)) => {
+                // Updates of a table with unique columns may need its rows' values moved
+                // aside first (`vacate_unique_values`), which reads them decoded.
+                let updates = commands.values().any(|c| *c == Command::Update);
+                if (info.unique.is_empty() || !updates)
+                    && info
+                        .ops()
+                        .write_pushed_text(txn, json, &commands)
+                        .await
+                        .map_err(|e| with_table(e, &info.name))?
+                {
+                    continue;
                 }
+                decoded = decode_rows(&info.name, json)?;
+                &decoded
             }
-        }
+        };
+        let rows = decoded_index(info, list)?;
         write_decoded(txn, info, ops, &rows, check_inserted_keys).await?;
     }
     advance_key_generators(txn, &written).await

@@ -7,49 +7,41 @@ use crate::error::ServerError;
 use crate::server::{Counters, SyncServer, counters, mark_seen, stamp_pending, statement};
 use dbsync::Command;
 use dbsync::messages::{
-    LogCursor, MovedKey, PullRequest, PullResponse, Rows, SignedRequest, WireOperation,
+    LogCursor, PullRequest, PullResponse, RawRows, Rows, SignedRequest, WireOperation,
 };
 use sea_orm::{ConnectionTrait, TransactionTrait};
-use serde::Serialize;
-use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Operations per page when the node does not say.
 const DEFAULT_PAGE: u32 = 1_000;
 
-/// A pull page as it is sent: [`PullResponse`]'s shape, with each table's rows as one JSON
-/// array, mostly the text the database built.
-#[derive(Serialize)]
-pub(crate) struct PullAnswer {
-    target_version: i64,
-    operations: Vec<WireOperation>,
-    rows: BTreeMap<String, Box<RawValue>>,
-    next: Option<LogCursor>,
-    max_ids: BTreeMap<String, i64>,
-    own_pushes: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    own_moved: BTreeMap<String, Vec<MovedKey>>,
-}
-
 impl SyncServer {
     /// One page of the operations after the node's version, up to the pull's target version,
     /// with the current rows they name and every row those reference.
     pub async fn handle_pull(&self, request: &SignedRequest) -> Result<PullResponse, ServerError> {
-        let answer = self.pull_answer(request).await?;
+        let PullResponse {
+            target_version,
+            operations,
+            rows: raw,
+            next,
+            max_ids,
+            own_pushes,
+            own_moved,
+        } = self.pull_answer(request).await?;
         let mut rows = Rows::new();
-        for (table, list) in answer.rows {
+        for (table, list) in raw {
             let list = serde_json::from_str(list.get())
                 .map_err(|e| ServerError::Internal(e.to_string()))?;
             rows.insert(table, list);
         }
         Ok(PullResponse {
-            target_version: answer.target_version,
-            operations: answer.operations,
+            target_version,
+            operations,
             rows,
-            next: answer.next,
-            max_ids: answer.max_ids,
-            own_pushes: answer.own_pushes,
-            own_moved: answer.own_moved,
+            next,
+            max_ids,
+            own_pushes,
+            own_moved,
         })
     }
 
@@ -59,7 +51,7 @@ impl SyncServer {
     pub(crate) async fn pull_answer(
         &self,
         request: &SignedRequest,
-    ) -> Result<PullAnswer, ServerError> {
+    ) -> Result<PullResponse<RawRows>, ServerError> {
         let pull: PullRequest = self
             .authenticate(Procedure::Pull, request, |p: &PullRequest| &p.meta)
             .await?;
@@ -182,7 +174,7 @@ impl SyncServer {
         {
             tracing::warn!(%err, "pruning nonces failed");
         }
-        Ok(PullAnswer {
+        Ok(PullResponse {
             target_version: target,
             operations,
             rows,

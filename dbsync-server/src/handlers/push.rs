@@ -5,13 +5,12 @@ use super::rebase::{self, Unseen};
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, lock_counters, mark_seen, scalar, set_latest, stamp_pending};
-use dbsync::__private::{PushedRows, apply_operations_to_free_keys, apply_pushed_to_free_keys};
+use dbsync::__private::{apply_operations_to_free_keys, apply_pushed_to_free_keys};
 use dbsync::messages::{
-    MovedKey, PushRequest, PushResponse, RequestMeta, SignedRequest, WireOperation,
+    MovedKey, PushRequest, PushResponse, RawRows, SignedRequest, WireOperation,
 };
 use dbsync::{Command, Registry};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
-use serde::Deserialize;
 use std::collections::HashSet;
 
 /// Operations logged per multi-row insert with bound values: the same statement serves every
@@ -21,36 +20,30 @@ const LOG_BATCH: usize = 1_000;
 /// statement's size, about half a megabyte.
 const JSON_LOG_BATCH: usize = 20_000;
 
-/// A [`PushRequest`] as it arrives, with each table's rows left as the JSON text they came
-/// in: most pushes are written from that text (`apply_pushed_to_free_keys`), and decoding
-/// 10,000 rows into maps costs about what writing them does. A rebase, a moved key or a hook
-/// needs them decoded ([`decode_rows`]).
-#[derive(Deserialize)]
-struct PushText {
-    #[serde(flatten)]
-    meta: RequestMeta,
-    push_id: String,
-    base_version: i64,
-    operations: Vec<WireOperation>,
-    rows: PushedRows,
-}
-
-impl PushText {
-    /// The push with no rows yet, and its rows' text.
-    fn split(self) -> (PushRequest, Option<PushedRows>) {
-        let push = PushRequest {
-            meta: self.meta,
-            push_id: self.push_id,
-            base_version: self.base_version,
-            operations: self.operations,
-            rows: Default::default(),
-        };
-        (push, Some(self.rows))
-    }
+/// A push as it arrived, without its rows, and their text: most pushes are written from
+/// that text (`apply_pushed_to_free_keys`), and decoding 10,000 rows into maps costs about
+/// what writing them does. A rebase, a moved key or a hook needs them decoded
+/// ([`decode_rows`]).
+fn split(push: PushRequest<RawRows>) -> (PushRequest, Option<RawRows>) {
+    let PushRequest {
+        meta,
+        push_id,
+        base_version,
+        operations,
+        rows,
+    } = push;
+    let push = PushRequest {
+        meta,
+        push_id,
+        base_version,
+        operations,
+        rows: Default::default(),
+    };
+    (push, Some(rows))
 }
 
 /// Decodes the rows' `text` into `push`, once.
-fn decode_rows(push: &mut PushRequest, text: &mut Option<PushedRows>) -> Result<(), ServerError> {
+fn decode_rows(push: &mut PushRequest, text: &mut Option<RawRows>) -> Result<(), ServerError> {
     let Some(text) = text.take() else {
         return Ok(());
     };
@@ -74,10 +67,10 @@ impl SyncServer {
     /// version and its moves, and applies nothing.
     #[tracing::instrument(name = "dbsync.push", skip_all, fields(node_id = request.node_id))]
     pub async fn handle_push(&self, request: &SignedRequest) -> Result<PushResponse, ServerError> {
-        let message: PushText = self
-            .authenticate(Procedure::Push, request, |p: &PushText| &p.meta)
+        let message: PushRequest<RawRows> = self
+            .authenticate(Procedure::Push, request, |p: &PushRequest<RawRows>| &p.meta)
             .await?;
-        let (mut push, mut text) = message.split();
+        let (mut push, mut text) = split(message);
         if push.push_id.is_empty() || push.push_id.len() > 64 {
             return Err(ServerError::Malformed(
                 "push_id must have 1 to 64 characters".into(),
@@ -135,7 +128,7 @@ impl SyncServer {
                     .await
                     .map_err(ServerError::Unauthorized)?;
             }
-            // `move_taken_keys` freed every inserted key, under the lock.
+            // The moves above freed every inserted key, under the lock.
             let applied = match &text {
                 Some(rows) => {
                     apply_pushed_to_free_keys(&txn, registry, &push.operations, rows).await

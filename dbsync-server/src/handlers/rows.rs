@@ -4,7 +4,7 @@
 
 use crate::error::ServerError;
 use crate::server::statement;
-use dbsync::messages::Rows;
+use dbsync::messages::{RawRows, Rows};
 use dbsync::{Registry, Row, TableInfo};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::value::RawValue;
@@ -51,7 +51,7 @@ pub(crate) async fn ship_text(
     wanted: BTreeMap<String, BTreeSet<i64>>,
     mut shipped: BTreeMap<String, BTreeSet<i64>>,
     only: Option<&Keys>,
-) -> Result<BTreeMap<String, Box<RawValue>>, ServerError> {
+) -> Result<RawRows, ServerError> {
     let mut texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut pending = wanted;
     while !pending.is_empty() {

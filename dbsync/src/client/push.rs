@@ -9,7 +9,9 @@
 use super::Client;
 use super::transport::Kind;
 use crate::error::{Error, Result};
-use crate::messages::{ErrorCode, MovedKey, PushResponse, RequestMeta, WireOperation, nonce};
+use crate::messages::{
+    ErrorCode, MovedKey, PushRequest, PushResponse, RawRows, WireOperation, nonce,
+};
 use crate::node_state;
 use crate::oplog::{Command, Operation, compress, unsynced_operations};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -63,18 +65,6 @@ impl PushReport {
     }
 }
 
-/// A push as it is sent: [`crate::messages::PushRequest`]'s shape, with each table's rows as one JSON array,
-/// mostly the text the database built.
-#[derive(Serialize)]
-struct PushBody {
-    #[serde(flatten)]
-    meta: RequestMeta,
-    push_id: String,
-    base_version: i64,
-    operations: Vec<WireOperation>,
-    rows: BTreeMap<String, Box<RawValue>>,
-}
-
 impl Client {
     /// Pushes the local unsynced operations. Fails with [`Error::PullSuggested`] when the
     /// server has versions this node has not pulled, and [`Error::PushRejected`] when the
@@ -126,7 +116,7 @@ impl Client {
             self.acknowledge(&text, &pending.seqs, None, &[]).await?;
             return Ok(PushReport::nothing());
         }
-        let request = PushBody {
+        let request: PushRequest<RawRows> = PushRequest {
             meta: self.meta(node.node_id),
             push_id: pending.push_id.clone(),
             base_version: node.version,
@@ -197,11 +187,14 @@ impl Client {
         &self,
         txn: &sea_orm::DatabaseTransaction,
         ops: &[Operation],
-    ) -> Result<(Vec<WireOperation>, BTreeMap<String, Box<RawValue>>)> {
+    ) -> Result<(Vec<WireOperation>, RawRows)> {
         let registry = self.inner.registry;
         let mut wanted: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for op in ops.iter().filter(|op| op.command != Command::Delete) {
-            if let Some(info) = registry.by_content_type(op.content_type_id) {
+            if let Some(info) = registry
+                .by_content_type(op.content_type_id)
+                .filter(|info| info.direction.pushes())
+            {
                 wanted
                     .entry(info.name.as_str())
                     .or_default()
@@ -209,26 +202,26 @@ impl Client {
             }
         }
         let mut rows = BTreeMap::new();
-        let mut present: BTreeSet<(&str, i64)> = BTreeSet::new();
+        // Rows the log names that are gone (removed behind dbsync's back): rare, so only
+        // they are remembered.
+        let mut missing: BTreeSet<(&str, i64)> = BTreeSet::new();
         for (table, ids) in wanted {
             let info = registry.table(table).expect("looked up above");
             // The rows go as the text the database built when every one of them is there
             // (each key is wanted once): then no key needs reading out of them.
             let text = match info.ops().fetch_text(txn, &ids, &[]).await? {
-                Some(fetched) if fetched.rows.rows == ids.len() => {
-                    present.extend(ids.iter().map(|&id| (table, id)));
-                    fetched.rows.json
-                }
+                Some(fetched) if fetched.rows.rows == ids.len() => fetched.rows.json,
                 _ => {
                     let found = info.ops().fetch(txn, &ids).await?;
-                    for row in &found {
-                        if let Some(id) = row
-                            .get(&info.primary_key)
-                            .and_then(serde_json::Value::as_i64)
-                        {
-                            present.insert((table, id));
-                        }
-                    }
+                    let here: BTreeSet<i64> = found
+                        .iter()
+                        .filter_map(|row| row.get(&info.primary_key)?.as_i64())
+                        .collect();
+                    missing.extend(
+                        ids.iter()
+                            .filter(|id| !here.contains(id))
+                            .map(|&id| (table, id)),
+                    );
                     serde_json::to_string(&found)
                         .map_err(|e| Error::InvalidOperation(e.to_string()))?
                 }
@@ -247,11 +240,9 @@ impl Client {
                 if !info.direction.pushes() {
                     return None;
                 }
-                let command = if present.contains(&(info.name.as_str(), op.row_id)) {
-                    op.command
-                } else {
-                    Command::Delete
-                };
+                let gone = op.command != Command::Delete
+                    && missing.contains(&(info.name.as_str(), op.row_id));
+                let command = if gone { Command::Delete } else { op.command };
                 Some(WireOperation {
                     table: info.name.clone(),
                     row_id: op.row_id,

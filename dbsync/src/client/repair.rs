@@ -5,7 +5,7 @@ use super::transport::{Kind, Wire, not_an_answer};
 use super::{Client, Phase, Progress};
 use crate::capture::quote;
 use crate::error::{Error, Result};
-use crate::messages::{RepairCursor, RepairRequest};
+use crate::messages::{RawRows, RepairCursor, RepairRequest};
 use crate::node_state::{self, stmt};
 use crate::oplog::{compress, unsynced_operations};
 use crate::row::Row;
@@ -156,8 +156,7 @@ impl Client {
             index += 1;
             // Each table's rows stay text until a table needs them decoded: SQLite takes
             // them as they came (`TableOps::write_snapshot_text`).
-            let rows: BTreeMap<String, Box<RawValue>> =
-                serde_json::from_str(&text).map_err(undecodable)?;
+            let rows: RawRows = serde_json::from_str(&text).map_err(undecodable)?;
             for table in rows.keys() {
                 if !tables.iter().any(|t| &t.name == table) {
                     return Err(Error::UnknownTable {
@@ -256,7 +255,7 @@ async fn delete_vanished(
     txn: &DatabaseTransaction,
     tables: &[&TableInfo],
     page: &StagedPage,
-    rows: &BTreeMap<String, Box<RawValue>>,
+    rows: &RawRows,
 ) -> Result<()> {
     let walked = match (&page.walked, &page.cursor) {
         (Some(table), _) => Some(table.as_str()),

@@ -15,6 +15,7 @@ pub use signature::{SignedRequest, sign, verify};
 use crate::oplog::Command;
 use crate::row::Row;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 /// The protocol version this build speaks. A server refuses requests of another version with
@@ -23,6 +24,11 @@ pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Rows by table name.
 pub type Rows = BTreeMap<String, Vec<Row>>;
+
+/// Rows by table name, each table's as one JSON array left undecoded: how a push's and a
+/// pull's rows travel when the database built their text, and how the server reads a push
+/// it can write without decoding. The same JSON as [`Rows`].
+pub type RawRows = BTreeMap<String, Box<RawValue>>;
 
 /// One operation on the wire: a row of a table and what happened to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,9 +76,10 @@ pub struct RegisterResponse {
     pub secret: String,
 }
 
-/// `push`: the node's unsynced operations with the rows they need.
+/// `push`: the node's unsynced operations with the rows they need, decoded ([`Rows`], the
+/// default) or as their text ([`RawRows`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PushRequest {
+pub struct PushRequest<R = Rows> {
     /// Signature fields.
     #[serde(flatten)]
     pub meta: RequestMeta,
@@ -86,7 +93,7 @@ pub struct PushRequest {
     /// Compressed operations, at most one per row.
     pub operations: Vec<WireOperation>,
     /// The current row of every insert and update.
-    pub rows: Rows,
+    pub rows: R,
 }
 
 /// The answer to an accepted push.
@@ -144,15 +151,16 @@ pub struct PullRequest {
     pub page_size: Option<u32>,
 }
 
-/// One page of a pull.
+/// One page of a pull, its rows decoded ([`Rows`], the default) or as their text
+/// ([`RawRows`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PullResponse {
+pub struct PullResponse<R = Rows> {
     /// The version the whole pull brings the node to.
     pub target_version: i64,
     /// The operations of this page, in log order.
     pub operations: Vec<WireOperation>,
     /// The current row of every non-delete operation, and the rows they reference.
-    pub rows: Rows,
+    pub rows: R,
     /// Where to continue, or `None` when this was the last page.
     pub next: Option<LogCursor>,
     /// Per table, the largest primary key the server has handed out: a node moving a local

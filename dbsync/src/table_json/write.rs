@@ -11,6 +11,7 @@ use crate::select_json::is_empty;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, Value};
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 
 impl JsonTable {
     /// Inserts every row; with `upsert`, a row whose key exists replaces it.
@@ -141,7 +142,9 @@ impl JsonTable {
                 out.push_str(name);
                 out.push_str("\":");
                 match value {
-                    Value::BigInt(Some(n)) => out.push_str(&n.to_string()),
+                    Value::BigInt(Some(n)) => {
+                        let _ = write!(out, "{n}");
+                    }
                     Value::String(Some(text)) => {
                         out.push_str(&Json::from(text.as_str()).to_string());
                     }
