@@ -23,6 +23,7 @@ on_every_server!(
     remote_child_of_a_locally_deleted_parent_restores_the_parent,
     delete_against_delete_leaves_nothing_to_push,
     writes_made_during_a_pull_are_kept_and_pushed,
+    a_node_with_nothing_to_merge_ends_where_a_merging_node_does,
 );
 
 /// SQLite's own check that every foreign key holds.
@@ -287,6 +288,81 @@ async fn a_three_step_unique_swap_reaches_the_server_and_other_nodes(
     b.sync().await.unwrap();
     assert_eq!(cities(b.db()).await, swapped);
     all_equal(&server, &[&a, &b]).await;
+}
+
+/// A node without local changes takes a pull's page as it comes, without merging it row by
+/// row; one with a change of its own merges the same page. Both must end at the server's rows
+/// and report the same work, through a unique swap, a delete, and a key deleted then
+/// written again.
+async fn a_node_with_nothing_to_merge_ends_where_a_merging_node_does(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let b = client(&server, &format!("{name}_b")).await;
+    let c = client(&server, &format!("{name}_c")).await;
+    let lyon = add_city(a.db(), "Lyon").await;
+    let nice = add_city(a.db(), "Nice").await;
+    let metz = add_city(a.db(), "Metz").await;
+    let pau = add_city(a.db(), "Pau").await;
+    let home = add_house(a.db(), "1 rue de Lyon", lyon.id).await;
+    for node in [&a, &b, &c] {
+        node.sync().await.unwrap();
+    }
+
+    rename_city(a.db(), lyon.id, "tmp").await;
+    rename_city(a.db(), nice.id, "Lyon").await;
+    rename_city(a.db(), lyon.id, "Nice").await;
+    city::Entity::delete_by_id(metz.id)
+        .exec(a.db())
+        .await
+        .unwrap();
+    // Deleted, then written again under its key with a house of its own.
+    city::Entity::delete_by_id(pau.id)
+        .exec(a.db())
+        .await
+        .unwrap();
+    city::ActiveModel {
+        id: Set(pau.id),
+        name: Set("Pau".into()),
+    }
+    .insert(a.db())
+    .await
+    .unwrap();
+    let arles = add_city(a.db(), "Arles").await;
+    add_house(a.db(), "2 rue de Pau", pau.id).await;
+    add_house(a.db(), "3 rue d'Arles", arles.id).await;
+    a.sync().await.unwrap();
+
+    // C's own change touches none of A's rows: its pull merges, and keeps it.
+    let mut moved: house::ActiveModel = home.clone().into();
+    moved.address = Set("1 rue de Nice".into());
+    moved.update(c.db()).await.unwrap();
+
+    let direct = b.pull().await.unwrap();
+    let merged = c.pull().await.unwrap();
+    assert_eq!(log(b.db()).await, [], "nothing to push after a pull");
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+    assert_eq!(houses(b.db()).await, houses(server.db()).await);
+    assert_eq!(cities(c.db()).await, cities(server.db()).await);
+    assert!(
+        houses(c.db())
+            .await
+            .contains(&(home.id, "1 rue de Nice".into(), Some(lyon.id)))
+    );
+    // The swap (2 rows), Pau and Arles with a house each (4 rows), Metz (1 delete).
+    assert_eq!(direct.applied, 7);
+    assert_eq!(
+        (direct.operations, direct.applied, direct.version),
+        (merged.operations, merged.applied, merged.version)
+    );
+    assert!(direct.conflicts.is_empty() && merged.conflicts.is_empty());
+    foreign_keys_hold(b.db()).await;
+    all_equal(&server, &[&a, &b, &c]).await;
 }
 
 async fn remote_delete_against_local_update_recreates_the_row(

@@ -165,8 +165,29 @@ async fn apply(
     advance_key_generators(txn, &written).await
 }
 
-/// A table's pushed rows, decoded.
-fn decode_rows(table: &str, json: &str) -> Result<Vec<Row>> {
+/// Writes one table's part of a snapshot of the server's rows, a JSON array of rows: local
+/// rows holding a unique value the snapshot takes from them get a placeholder (see
+/// [`vacate_held_values`]), then every row is upserted. SQLite takes the text as it is; other
+/// databases get it decoded. Returns how many rows were written.
+#[cfg(feature = "client")]
+pub(crate) async fn write_snapshot(
+    txn: &DatabaseTransaction,
+    info: &TableInfo,
+    json: &str,
+) -> Result<u64> {
+    let ops = info.ops();
+    if let Some(written) = ops.write_snapshot_text(txn, json, &info.unique).await? {
+        return Ok(written);
+    }
+    let list = decode_rows(&info.name, json)?;
+    let list: Vec<&Row> = list.iter().collect();
+    vacate_held_values(txn, info, &list).await?;
+    ops.upsert_many(txn, &list).await?;
+    Ok(list.len() as u64)
+}
+
+/// A table's rows, decoded.
+pub(crate) fn decode_rows(table: &str, json: &str) -> Result<Vec<Row>> {
     serde_json::from_str(json).map_err(|e| Error::RowCodec {
         table: table.to_owned(),
         column: String::new(),

@@ -112,16 +112,17 @@ pub trait TableOps: Send + Sync + std::fmt::Debug {
     }
     /// Writes a page of a repair snapshot given as a JSON array of rows, where the database
     /// can take it as it is: checked, unique values taken from local rows vacated, upserted.
-    /// `false` where it cannot; the caller decodes the rows then.
+    /// Returns how many rows it wrote, or `None` where it cannot; the caller decodes the
+    /// rows then.
     #[doc(hidden)]
     fn write_snapshot_text<'a>(
         &'a self,
         db: &'a DatabaseTransaction,
         json: &'a str,
         unique: &'a [Vec<String>],
-    ) -> BoxFuture<'a, Result<bool>> {
+    ) -> BoxFuture<'a, Result<Option<u64>>> {
         let _ = (db, json, unique);
-        Box::pin(async { Ok(false) })
+        Box::pin(async { Ok(None) })
     }
     /// Writes the rows of a push given as the JSON array of rows it carried, where the
     /// database can read them without decoding: each row named in `commands` is inserted or
@@ -294,11 +295,11 @@ where
         db: &'a DatabaseTransaction,
         json: &'a str,
         unique: &'a [Vec<String>],
-    ) -> BoxFuture<'a, Result<bool>> {
+    ) -> BoxFuture<'a, Result<Option<u64>>> {
         Box::pin(async move {
             match json_table::<E>(db.get_database_backend()) {
                 Some(table) => table.write_snapshot_text(db, json, unique).await,
-                None => Ok(false),
+                None => Ok(None),
             }
         })
     }

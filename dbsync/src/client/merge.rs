@@ -142,7 +142,7 @@ impl<'t> Merge<'t> {
                 conflicts: std::mem::take(&mut self.clashes),
             });
         }
-        self.raise_key_generators().await
+        raise_key_generators(self.txn, self.registry, &self.max_ids).await
     }
 
     /// Decides a server delete; returns whether the row is to be deleted locally.
@@ -175,53 +175,6 @@ impl<'t> Merge<'t> {
             Step::Skip | Step::Restore(_) => {}
         }
         Ok(false)
-    }
-
-    /// Keeps the local key generators above every key the server has handed out, so that a
-    /// later local insert never takes the key of a row that existed on the server.
-    pub(super) async fn raise_key_generators(&self) -> Result<()> {
-        let backend = self.txn.get_database_backend();
-        for (table, &max) in &self.max_ids {
-            let Some(info) = self.registry.table(table) else {
-                continue;
-            };
-            match backend {
-                DbBackend::Sqlite => {
-                    let exec = |sql: &str, values: Vec<sea_orm::Value>| {
-                        self.txn.execute_raw(stmt(backend, sql, values))
-                    };
-                    exec(
-                        "UPDATE sqlite_sequence SET seq = ? WHERE name = ? AND seq < ?",
-                        vec![max.into(), info.name.clone().into(), max.into()],
-                    )
-                    .await?;
-                    exec(
-                        "INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? \
-                         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
-                        vec![
-                            info.name.clone().into(),
-                            max.into(),
-                            info.name.clone().into(),
-                        ],
-                    )
-                    .await?;
-                }
-                DbBackend::Postgres => {
-                    self.txn
-                        .execute_raw(stmt(
-                            backend,
-                            "SELECT setval(s, GREATEST(?, COALESCE(pg_sequence_last_value(s), 0), 1)) \
-                             FROM (SELECT pg_get_serial_sequence(?, ?)::regclass AS s) seq WHERE s IS NOT NULL",
-                            vec![max.into(), quote(&info.name).into(), info.primary_key.clone().into()],
-                        ))
-                        .await?;
-                }
-                // MySQL changes AUTO_INCREMENT only by DDL, which would commit the pull half-way;
-                // nodes run on SQLite.
-                _ => {}
-            }
-        }
-        Ok(())
     }
 
     /// Decides one staged row: the row to write, or what was done with it.
@@ -493,6 +446,57 @@ impl<'t> Merge<'t> {
         self.local.insert((info.content_type_id, id), command);
         Ok(())
     }
+}
+
+/// Keeps the local key generators above every key the server has handed out, so that a
+/// later local insert never takes the key of a row that existed on the server.
+pub(super) async fn raise_key_generators(
+    txn: &DatabaseTransaction,
+    registry: &Registry,
+    max_ids: &BTreeMap<String, i64>,
+) -> Result<()> {
+    let backend = txn.get_database_backend();
+    for (table, &max) in max_ids {
+        let Some(info) = registry.table(table) else {
+            continue;
+        };
+        match backend {
+            DbBackend::Sqlite => {
+                let exec = |sql: &str, values: Vec<sea_orm::Value>| {
+                    txn.execute_raw(stmt(backend, sql, values))
+                };
+                exec(
+                    "UPDATE sqlite_sequence SET seq = ? WHERE name = ? AND seq < ?",
+                    vec![max.into(), info.name.clone().into(), max.into()],
+                )
+                .await?;
+                exec(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? \
+                     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+                    vec![
+                        info.name.clone().into(),
+                        max.into(),
+                        info.name.clone().into(),
+                    ],
+                )
+                .await?;
+            }
+            DbBackend::Postgres => {
+                txn
+                    .execute_raw(stmt(
+                        backend,
+                        "SELECT setval(s, GREATEST(?, COALESCE(pg_sequence_last_value(s), 0), 1)) \
+                         FROM (SELECT pg_get_serial_sequence(?, ?)::regclass AS s) seq WHERE s IS NOT NULL",
+                        vec![max.into(), quote(&info.name).into(), info.primary_key.clone().into()],
+                    ))
+                    .await?;
+            }
+            // MySQL changes AUTO_INCREMENT only by DDL, which would commit the pull half-way;
+            // nodes run on SQLite.
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn note(report: &mut PullReport, info: &TableInfo, id: i64, step: Step, resolution: Resolution) {

@@ -2,6 +2,7 @@
 
 mod merge;
 mod pull;
+mod pull_direct;
 mod push;
 mod query;
 mod register;

@@ -10,7 +10,7 @@ use super::transport::{Kind, Wire};
 use super::{Client, Phase, Progress};
 use crate::error::Result;
 use crate::merge::ResolvedConflict;
-use crate::messages::{LogCursor, PullRequest, PullResponse};
+use crate::messages::{LogCursor, PullRequest, PullResponse, RawRows};
 use crate::node_state;
 use std::collections::BTreeMap;
 
@@ -99,9 +99,27 @@ impl Client {
         let mut max_ids = BTreeMap::new();
         let mut own_pushes: Vec<String> = Vec::new();
         let mut own_moved = BTreeMap::new();
-        let mut fetched = self.pull_page(node, None, None).await;
+        let mut fetched = match self.pull_page(node, None, None).await {
+            // The whole pull in one page, and perhaps nothing to merge it with.
+            Ok((page, wire)) if page.next.is_none() && node.pending_push.is_none() => {
+                let target = page.target_version;
+                report.bytes = wire.received;
+                report.operations = page.operations.len() as u64;
+                match self.apply_unmerged(page, &mut report).await? {
+                    None => {
+                        return Ok(Some(self.pulled(report, target.max(node.version))));
+                    }
+                    Some(page) => {
+                        report = PullReport::default();
+                        Ok((page, wire))
+                    }
+                }
+            }
+            other => other,
+        };
         loop {
-            let (mut page, wire) = fetched?;
+            let (page, wire) = fetched?;
+            let mut page = super::pull_direct::decode(page)?;
             report.bytes += wire.received;
             report.operations += page.operations.len() as u64;
             if target.is_none() {
@@ -181,7 +199,12 @@ impl Client {
         node_state::advance_version(&*txn, target).await?;
         staging.finish(&*txn).await?;
         txn.commit().await?;
-        report.version = target.max(node.version);
+        Ok(Some(self.pulled(report, target.max(node.version))))
+    }
+
+    /// A pull's report, once it is done at `version`.
+    fn pulled(&self, mut report: PullReport, version: i64) -> PullReport {
+        report.version = version;
         self.report(Progress {
             procedure: "pull",
             phase: Phase::Done,
@@ -193,7 +216,7 @@ impl Client {
             operations = report.operations,
             "pulled"
         );
-        Ok(Some(report))
+        report
     }
 }
 
@@ -203,7 +226,7 @@ impl Client {
         node: &node_state::NodeState,
         target_version: Option<i64>,
         after: Option<LogCursor>,
-    ) -> Result<(PullResponse, Wire)> {
+    ) -> Result<(PullResponse<RawRows>, Wire)> {
         let request = PullRequest {
             meta: self.meta(node.node_id),
             base_version: node.version,

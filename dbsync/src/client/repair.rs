@@ -166,20 +166,9 @@ impl Client {
             }
             delete_vanished(&txn, &tables, &page, &rows).await?;
             for info in &tables {
-                let Some(list) = rows.get(&info.name) else {
-                    continue;
-                };
-                if info
-                    .ops()
-                    .write_snapshot_text(&txn, list.get(), &info.unique)
-                    .await?
-                {
-                    continue;
+                if let Some(list) = rows.get(&info.name) {
+                    crate::apply::write_snapshot(&txn, info, list.get()).await?;
                 }
-                let list: Vec<Row> = serde_json::from_str(list.get()).map_err(undecodable)?;
-                let list: Vec<&Row> = list.iter().collect();
-                crate::apply::vacate_held_values(&txn, info, &list).await?;
-                info.ops().upsert_many(&txn, &list).await?;
             }
         }
         for info in &tables {

@@ -160,15 +160,16 @@ impl JsonTable {
     /// Writes a snapshot page of this table, given as a JSON array of rows, on SQLite: the
     /// rows are checked as [`JsonTable::check`] would, local rows holding a unique value the
     /// page takes from them get a placeholder (see `apply::vacate_held_values`), and every
-    /// row is upserted, all from the text itself. `false` on other databases.
+    /// row is upserted, all from the text itself. Returns how many rows it wrote; `None` on
+    /// other databases.
     pub(crate) async fn write_snapshot_text(
         &self,
         db: &DatabaseTransaction,
         json: &str,
         unique: &[Vec<String>],
-    ) -> Result<bool> {
+    ) -> Result<Option<u64>> {
         if self.backend != DbBackend::Sqlite {
-            return Ok(false);
+            return Ok(None);
         }
         let values = row_values(&self.columns, json).map_err(|refusal| Error::RowCodec {
             table: self.table.clone(),
@@ -207,8 +208,9 @@ impl JsonTable {
             ))
             .await?;
         }
+        let rows = values.len() / self.columns.len().max(1);
         self.write_values(db, values, true).await?;
-        Ok(true)
+        Ok(Some(rows as u64))
     }
 
     /// Deletes the rows with a key in `(low, high]` that the JSON array of rows `json` does
