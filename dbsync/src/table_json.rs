@@ -50,6 +50,37 @@ impl std::ops::Deref for JsonTable {
 }
 
 impl JsonTable {
+    /// The aggregate of a query's rows as JSON: on SQLite, one column holding the array of
+    /// row objects; on PostgreSQL, one JSON array per column of the rows of the subquery `t`
+    /// (see [`crate::select_json::postgres_columns`]), half the work of `json_agg` of whole
+    /// rows. [`JsonTable::rows_json_at`] reads either back.
+    fn rows_aggregate(&self) -> String {
+        match self.backend {
+            DbBackend::Postgres => {
+                let names: Vec<String> = self.columns.iter().map(|(n, _)| quote(n)).collect();
+                crate::select_json::postgres_columns(&names)
+            }
+            _ => format!("json_group_array(json_object({}))", self.pairs()),
+        }
+    }
+
+    /// The rows [`JsonTable::rows_aggregate`] aggregated, from column `first` of `row` on,
+    /// as the text of a JSON array of row objects; `None` for no rows.
+    fn rows_json_at(&self, row: &sea_orm::QueryResult, first: usize) -> Result<Option<String>> {
+        if self.backend != DbBackend::Postgres {
+            return Ok(row.try_get_by_index(first)?);
+        }
+        // Column names are plain identifiers (see `Shape::build`): as keys they need no
+        // escaping.
+        let keys: Vec<&str> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
+        Ok(crate::select_json::rows_from_columns(
+            row,
+            first,
+            keys.len(),
+            Some(&keys),
+        )?)
+    }
+
     /// The table of entity `E` on `backend`, or `None` when one of its columns needs the model
     /// path or the database lacks the functions (MySQL).
     pub(crate) fn of<E: crate::Tracked + Default>(

@@ -6,7 +6,6 @@ use crate::capture::quote;
 use crate::error::{Error, Result};
 use crate::row::Row;
 use crate::rows_text::Kind;
-use crate::select_json::aggregate_text;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, Value};
 use serde_json::Value as Json;
 
@@ -98,10 +97,11 @@ impl JsonTable {
                     .map(|c| format!(", json_agg(DISTINCT t.{})::text", quote(c)))
                     .collect();
                 format!(
-                    "SELECT json_agg(t)::text, count(*), max(t.{pk}){parents} FROM \
-                     (SELECT {qualified} FROM json_array_elements($1::json) AS dbsync_keys(k) \
+                    "SELECT count(*), max(t.{pk}){parents}, {rows} \
+                     FROM (SELECT {qualified} FROM json_array_elements($1::json) AS dbsync_keys(k) \
                      JOIN {table} ON {table}.{pk} \
-                     BETWEEN (dbsync_keys.k->>0)::int8 AND (dbsync_keys.k->>1)::int8) AS t"
+                     BETWEEN (dbsync_keys.k->>0)::int8 AND (dbsync_keys.k->>1)::int8) AS t",
+                    rows = self.rows_aggregate()
                 )
             }
             _ => {
@@ -110,11 +110,11 @@ impl JsonTable {
                     .map(|c| format!(", json_group_array(DISTINCT {})", quote(c)))
                     .collect();
                 format!(
-                    "SELECT json_group_array(json_object({pairs})), count(*), max({pk}){parents} \
+                    "SELECT count(*), max({pk}){parents}, {rows} \
                      FROM (SELECT {qualified} FROM json_each(?) AS dbsync_keys JOIN {table} \
                      ON {table}.{pk} BETWEEN json_extract(dbsync_keys.value, '$[0]') \
                      AND json_extract(dbsync_keys.value, '$[1]'))",
-                    pairs = self.pairs()
+                    rows = self.rows_aggregate()
                 )
             }
         };
@@ -133,10 +133,10 @@ impl JsonTable {
                 parents: vec![Vec::new(); references.len()],
             });
         };
-        let rows = rows_text(&row)?;
+        let rows = self.rows_text(&row, 2 + references.len())?;
         let mut parents = Vec::with_capacity(references.len());
         for (index, column) in references.iter().enumerate() {
-            let text: Option<String> = row.try_get_by_index(3 + index)?;
+            let text: Option<String> = row.try_get_by_index(2 + index)?;
             // A value that is no integer (SQLite's loose typing) references no row.
             let keys: Vec<Json> = match text {
                 Some(text) => serde_json::from_str(&text).map_err(|e| Error::RowCodec {
@@ -161,15 +161,15 @@ impl JsonTable {
     ) -> Result<RowsText> {
         let pk = quote(&self.primary_key);
         let columns = self.names();
-        let pairs = self.pairs();
         let table = quote(&self.table);
+        let rows = self.rows_aggregate();
         let sql = match self.backend {
             DbBackend::Postgres => format!(
-                "SELECT json_agg(t)::text, count(*), max({pk}) FROM (SELECT {columns} FROM {table} \
+                "SELECT count(*), max({pk}), {rows} FROM (SELECT {columns} FROM {table} \
                  WHERE {pk} > $1 ORDER BY {pk} LIMIT $2) AS t"
             ),
             _ => format!(
-                "SELECT json_group_array(json_object({pairs})), count(*), max({pk}) FROM \
+                "SELECT count(*), max({pk}), {rows} FROM \
                  (SELECT {columns} FROM {table} WHERE {pk} > ? ORDER BY {pk} LIMIT ?)"
             ),
         };
@@ -182,24 +182,18 @@ impl JsonTable {
             ))
             .await?;
         match row {
-            Some(row) => rows_text(&row),
+            Some(row) => self.rows_text(&row, 2),
             None => Ok(RowsText::default()),
         }
     }
 
     fn select(&self, filter: &str, tail: &str) -> String {
-        let pairs = self.pairs();
         let columns = self.names();
         let inner = format!(
             "SELECT {columns} FROM {} WHERE {filter} {tail}",
             quote(&self.table)
         );
-        match self.backend {
-            // A record's JSON is keyed by its column names, and is built faster than
-            // `json_build_object`'s.
-            DbBackend::Postgres => format!("SELECT json_agg(t)::text FROM ({inner}) AS t"),
-            _ => format!("SELECT json_group_array(json_object({pairs})) FROM ({inner})"),
-        }
+        format!("SELECT {} FROM ({inner}) AS t", self.rows_aggregate())
     }
 
     async fn read(
@@ -209,10 +203,32 @@ impl JsonTable {
         values: Vec<Value>,
     ) -> Result<Vec<Row>> {
         let statement = Statement::from_sql_and_values(self.backend, sql, values);
-        match aggregate_text(db, statement).await? {
+        let text = match db.query_one_raw(statement).await? {
+            Some(row) => self.rows_json_at(&row, 0)?,
+            None => None,
+        };
+        match text {
             Some(text) => self.decode(&text),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The count, largest key and rows of an aggregate, in its first two columns and from
+    /// column `rows` on.
+    fn rows_text(&self, row: &sea_orm::QueryResult, rows: usize) -> Result<RowsText> {
+        let count: i64 = row.try_get_by_index(0)?;
+        // `max` of an `int4` key is an `int4` on PostgreSQL.
+        let last: Option<i64> = match row.try_get_by_index::<Option<i64>>(1) {
+            Ok(last) => last,
+            Err(_) => row.try_get_by_index::<Option<i32>>(1)?.map(i64::from),
+        };
+        Ok(RowsText {
+            json: self
+                .rows_json_at(row, rows)?
+                .unwrap_or_else(|| "[]".to_owned()),
+            rows: usize::try_from(count).unwrap_or(0),
+            last,
+        })
     }
 
     /// Rows from the JSON array text the database built.
@@ -235,22 +251,6 @@ pub struct RowsText {
     pub rows: usize,
     /// The largest primary key among them.
     pub last: Option<i64>,
-}
-
-/// The aggregate's array of rows, count and largest key, in its first three columns.
-fn rows_text(row: &sea_orm::QueryResult) -> Result<RowsText> {
-    let json: Option<String> = row.try_get_by_index(0)?;
-    let count: i64 = row.try_get_by_index(1)?;
-    // `max` of an `int4` key is an `int4` on PostgreSQL.
-    let last: Option<i64> = match row.try_get_by_index::<Option<i64>>(2) {
-        Ok(last) => last,
-        Err(_) => row.try_get_by_index::<Option<i32>>(2)?.map(i64::from),
-    };
-    Ok(RowsText {
-        json: json.unwrap_or_else(|| "[]".to_owned()),
-        rows: usize::try_from(count).unwrap_or(0),
-        last,
-    })
 }
 
 /// `ids` as `[first, last]` runs of consecutive keys, each key once.
