@@ -665,8 +665,8 @@ async fn pushed_rows_must_match_their_operations(backend: Backend, adapter: Adap
         let server = serve(builder, adapter).await;
         let a = client(&server, &format!("{name}_a")).await;
         let (id, secret) = credentials(&a).await;
-        let insert =
-            |row_id| serde_json::json!({"table": "city", "row_id": row_id, "command": "i"});
+        // One insert of `city`, as a run of one key.
+        let insert = |row_id| serde_json::json!(["city", "i", row_id, 1]);
         let push = |operations: serde_json::Value, rows: serde_json::Value| {
             let mut body = serde_json::to_value(meta(id)).unwrap();
             body["push_id"] = nonce().into();
@@ -716,6 +716,23 @@ async fn pushed_rows_must_match_their_operations(backend: Backend, adapter: Adap
                 "{case}, hooked {hooked}: {}",
                 error.message
             );
+        }
+        // Runs that hold no key, run past the largest key, or expand past what a message
+        // may hold: malformed, whatever their rows.
+        for run in [
+            serde_json::json!(["city", "i", 1, 0]),
+            serde_json::json!(["city", "i", i64::MAX, 2]),
+            serde_json::json!(["city", "i", 1, dbsync::messages::MAX_OPERATIONS + 1]),
+            serde_json::json!(["city", "i", 1, u64::MAX]),
+        ] {
+            let body = push(
+                serde_json::json!([run.clone()]),
+                serde_json::json!({"city": [lyon]}),
+            );
+            let signature = sign(&secret, "push", &body);
+            let (status, error) = raw(&server, "push", body, Some((id, signature))).await;
+            let code = error.map(|e| e.code);
+            assert_eq!((status, code), (400, Some(ErrorCode::Malformed)), "{run}");
         }
         assert_eq!(server_cities(&server).await, 0, "hooked {hooked}");
         let extra = serde_json::json!({"id": 2, "name": "Nantes"});

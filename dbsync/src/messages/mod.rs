@@ -7,9 +7,11 @@
 //! it cannot be altered.
 
 mod compression;
+mod runs;
 mod signature;
 
 pub use compression::{Compression, MIN_COMPRESSED_BYTES};
+pub use runs::MAX_OPERATIONS;
 pub use signature::{SignedRequest, sign, verify};
 
 use crate::oplog::Command;
@@ -20,7 +22,7 @@ use std::collections::BTreeMap;
 
 /// The protocol version this build speaks. A server refuses requests of another version with
 /// [`ErrorCode::ProtocolMismatch`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Rows by table name.
 pub type Rows = BTreeMap<String, Vec<Row>>;
@@ -90,7 +92,9 @@ pub struct PushRequest<R = Rows> {
     /// accepted only if none of the versions the node has not seen touch a row it changes
     /// or refers to; otherwise the node must pull first.
     pub base_version: i64,
-    /// Compressed operations, at most one per row.
+    /// Compressed operations, at most one per row. On the wire, runs of consecutive keys
+    /// (`[table, command, first key, count]`, at most [`MAX_OPERATIONS`] in all).
+    #[serde(with = "runs")]
     pub operations: Vec<WireOperation>,
     /// The current row of every insert and update.
     pub rows: R,
@@ -157,7 +161,9 @@ pub struct PullRequest {
 pub struct PullResponse<R = Rows> {
     /// The version the whole pull brings the node to.
     pub target_version: i64,
-    /// The operations of this page, in log order.
+    /// The operations of this page, in log order. On the wire, runs of consecutive keys, as
+    /// a push's.
+    #[serde(with = "runs")]
     pub operations: Vec<WireOperation>,
     /// The current row of every non-delete operation, and the rows they reference.
     pub rows: R,
