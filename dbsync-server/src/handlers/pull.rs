@@ -7,7 +7,7 @@ use crate::error::ServerError;
 use crate::server::{Counters, SyncServer, counters, mark_seen, stamp_pending, statement};
 use dbsync::Command;
 use dbsync::messages::{
-    LogCursor, PullRequest, PullResponse, RawRows, Rows, SignedRequest, WireOperation,
+    LogCursor, PullRequest, PullResponse, RawRows, SignedRequest, WireOperation,
 };
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,30 +19,10 @@ impl SyncServer {
     /// One page of the operations after the node's version, up to the pull's target version,
     /// with the current rows they name and every row those reference.
     pub async fn handle_pull(&self, request: &SignedRequest) -> Result<PullResponse, ServerError> {
-        let PullResponse {
-            target_version,
-            operations,
-            rows: raw,
-            next,
-            max_ids,
-            own_pushes,
-            own_moved,
-        } = self.pull_answer(request).await?;
-        let mut rows = Rows::new();
-        for (table, list) in raw {
-            let list = serde_json::from_str(list.get())
-                .map_err(|e| ServerError::Internal(e.to_string()))?;
-            rows.insert(table, list);
-        }
-        Ok(PullResponse {
-            target_version,
-            operations,
-            rows,
-            next,
-            max_ids,
-            own_pushes,
-            own_moved,
-        })
+        self.pull_answer(request)
+            .await?
+            .decoded()
+            .map_err(|e| ServerError::Internal(e.to_string()))
     }
 
     /// [`SyncServer::handle_pull`] without decoding the rows the database encoded itself,

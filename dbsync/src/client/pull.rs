@@ -6,7 +6,7 @@
 
 use super::merge::Merge;
 use super::staging::Staging;
-use super::transport::{Kind, Wire};
+use super::transport::{Kind, Wire, not_an_answer};
 use super::{Client, Phase, Progress};
 use crate::error::Result;
 use crate::merge::ResolvedConflict;
@@ -119,7 +119,7 @@ impl Client {
         };
         loop {
             let (page, wire) = fetched?;
-            let mut page = super::pull_direct::decode(page)?;
+            let mut page = page.decoded().map_err(|err| not_an_answer(&err))?;
             report.bytes += wire.received;
             report.operations += page.operations.len() as u64;
             if target.is_none() {

@@ -9,10 +9,9 @@
 
 use super::merge::raise_key_generators;
 use super::pull::PullReport;
-use super::transport::not_an_answer;
 use super::{Client, Phase, Progress};
 use crate::error::{Error, Result};
-use crate::messages::{PullResponse, RawRows, Rows};
+use crate::messages::{PullResponse, RawRows};
 use crate::node_state;
 use crate::oplog::{Command, oldest_unsynced};
 use crate::table::TableInfo;
@@ -86,31 +85,4 @@ impl Client {
         txn.commit().await?;
         Ok(None)
     }
-}
-
-/// A page's rows decoded, for the pulls that merge them.
-pub(super) fn decode(page: PullResponse<RawRows>) -> Result<PullResponse> {
-    let PullResponse {
-        target_version,
-        operations,
-        rows,
-        next,
-        max_ids,
-        own_pushes,
-        own_moved,
-    } = page;
-    let mut decoded = Rows::new();
-    for (table, list) in rows {
-        let list = serde_json::from_str(list.get()).map_err(|err| not_an_answer(&err))?;
-        decoded.insert(table, list);
-    }
-    Ok(PullResponse {
-        target_version,
-        operations,
-        rows: decoded,
-        next,
-        max_ids,
-        own_pushes,
-        own_moved,
-    })
 }

@@ -183,6 +183,37 @@ pub struct PullResponse<R = Rows> {
     pub own_moved: BTreeMap<String, Vec<MovedKey>>,
 }
 
+impl PullResponse<RawRows> {
+    /// The page with its rows decoded.
+    ///
+    /// ```
+    /// use dbsync::messages::{PullResponse, RawRows};
+    ///
+    /// let page: PullResponse<RawRows> = serde_json::from_str(
+    ///     r#"{"target_version": 1, "operations": [["city", "i", 1, 1]],
+    ///         "rows": {"city": [{"id": 1, "name": "Lyon"}]}}"#,
+    /// )?;
+    /// let page = page.decoded()?;
+    /// assert_eq!(page.rows["city"][0]["name"], "Lyon");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn decoded(self) -> Result<PullResponse, serde_json::Error> {
+        let mut rows = Rows::new();
+        for (table, list) in self.rows {
+            rows.insert(table, serde_json::from_str(list.get())?);
+        }
+        Ok(PullResponse {
+            target_version: self.target_version,
+            operations: self.operations,
+            rows,
+            next: self.next,
+            max_ids: self.max_ids,
+            own_pushes: self.own_pushes,
+            own_moved: self.own_moved,
+        })
+    }
+}
+
 /// A position in a repair snapshot: after this table's row `after_id`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairCursor {
