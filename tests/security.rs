@@ -370,6 +370,21 @@ async fn another_protocol_version_is_refused(backend: Backend, adapter: Adapter,
     let error = error.unwrap();
     assert_eq!((status, error.code), (400, ErrorCode::ProtocolMismatch));
     assert_eq!(error.protocol, PROTOCOL_VERSION);
+    // A protocol 2 push, whose operations are objects, is another version's, not malformed.
+    let a = client(&server, &format!("{name}_a")).await;
+    let (id, secret) = credentials(&a).await;
+    let mut body = serde_json::to_value(meta(id)).unwrap();
+    body["protocol"] = 2.into();
+    body["push_id"] = nonce().into();
+    body["base_version"] = 0.into();
+    body["operations"] = serde_json::json!([{"table": "city", "row_id": 1, "command": "i"}]);
+    body["rows"] = serde_json::json!({"city": [{"id": 1, "name": "Lyon"}]});
+    let body = serde_json::to_vec(&body).unwrap();
+    let signature = sign(&secret, "push", &body);
+    let (status, error) = raw(&server, "push", body, Some((id, signature))).await;
+    let code = error.map(|e| e.code);
+    assert_eq!((status, code), (400, Some(ErrorCode::ProtocolMismatch)));
+    assert_eq!(server_cities(&server).await, 0);
 }
 
 async fn the_authorization_hook_can_refuse_a_node(backend: Backend, adapter: Adapter, name: &str) {

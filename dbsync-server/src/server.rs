@@ -273,7 +273,22 @@ impl SyncServerBuilder {
 }
 
 pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServerError> {
-    serde_json::from_slice(body).map_err(|err| ServerError::Malformed(err.to_string()))
+    serde_json::from_slice(body).map_err(|err| {
+        // Another version's message may not parse as this one's: its version says why.
+        #[derive(serde::Deserialize)]
+        struct Versioned {
+            protocol: u32,
+        }
+        match serde_json::from_slice::<Versioned>(body) {
+            Ok(Versioned { protocol }) if protocol != PROTOCOL_VERSION => {
+                ServerError::ProtocolMismatch {
+                    client: protocol,
+                    server: PROTOCOL_VERSION,
+                }
+            }
+            _ => ServerError::Malformed(err.to_string()),
+        }
+    })
 }
 
 pub(crate) fn check_protocol(client: u32) -> Result<(), ServerError> {

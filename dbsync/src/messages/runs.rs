@@ -17,6 +17,10 @@ use std::fmt;
 /// default), and a bound on what a short message can make a server allocate.
 pub const MAX_OPERATIONS: u64 = 1_000_000;
 
+/// The most bytes of table names one message may expand to: each operation holds its
+/// table's name, so a long name in a long run would be copied for every key.
+const MAX_NAME_BYTES: u64 = 64 << 20;
+
 /// Writes `operations` as runs.
 pub(super) fn serialize<S: Serializer>(
     operations: &[WireOperation],
@@ -64,13 +68,17 @@ impl<'de> Visitor<'de> for Runs {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut operations = Vec::new();
+        let mut names = 0u64;
         while let Some((table, command, first, count)) =
             seq.next_element::<(String, Command, i64, u64)>()?
         {
-            let total = operations.len() as u64 + count;
-            if count == 0 || total > MAX_OPERATIONS {
+            let total = (operations.len() as u64).checked_add(count);
+            names = names.saturating_add(count.saturating_mul(table.len() as u64));
+            if count == 0 || total.is_none_or(|t| t > MAX_OPERATIONS) || names > MAX_NAME_BYTES {
                 return Err(A::Error::custom(format!(
-                    "a run of {count} operations of `{table}` (at most {MAX_OPERATIONS} in all)"
+                    "a run of {count} operations of a table named in {} bytes (at most \
+                     {MAX_OPERATIONS} operations and {MAX_NAME_BYTES} bytes of names in all)",
+                    table.len()
                 )));
             }
             let last = i64::try_from(count - 1)
@@ -141,10 +149,17 @@ mod tests {
             r#"{"operations":[["city","i",9223372036854775807,2]]}"#,
             r#"{"operations":[["city","x",1,1]]}"#,
             r#"{"operations":[["city","i",1,-1]]}"#,
+            r#"{"operations":[["city","i",1,1],["city","i",1,18446744073709551615]]}"#,
             r#"{"operations":[{"table":"city","row_id":1,"command":"i"}]}"#,
         ] {
             assert!(serde_json::from_str::<Message>(text).is_err(), "{text}");
         }
+        let long = "x".repeat(100);
+        let names = format!(r#"{{"operations":[["{long}","i",1,700000]]}}"#);
+        assert!(
+            serde_json::from_str::<Message>(&names).is_err(),
+            "70 MB of names"
+        );
         let most = r#"{"operations":[["city","i",1,600000],["city","i",1,400000]]}"#;
         let parsed = serde_json::from_str::<Message>(most).unwrap();
         assert_eq!(parsed.operations.len() as u64, MAX_OPERATIONS);
