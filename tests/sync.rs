@@ -29,6 +29,7 @@ on_every_server!(
     server_writes_are_versioned_and_pulled,
     explicit_keys_keep_the_server_key_generator_ahead,
     a_long_pull_arrives_in_pages_with_progress,
+    a_pull_page_holds_whole_pushes_and_reads_other_versions_from_the_log,
     pulls_and_repairs_staged_on_disk_or_in_memory_end_the_same,
     repair_refuses_to_lose_unsynced_changes_then_rebuilds,
     a_parent_written_after_its_table_was_paged_arrives_with_its_child,
@@ -386,6 +387,68 @@ async fn a_long_pull_arrives_in_pages_with_progress(
         "25 operations in pages of 4"
     );
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
+}
+
+/// A page holds whole pushes while they fit (each push is stored as runs of keys beside the
+/// log); the server application's own writes, and a push larger than the page, are paged
+/// from the log entry by entry. Either way every operation arrives once, in order.
+async fn a_pull_page_holds_whole_pushes_and_reads_other_versions_from_the_log(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    let mut doomed = None;
+    for push in 0..4 {
+        for i in 0..4 {
+            let city = add_city(a.db(), &format!("city {push}.{i}")).await;
+            doomed.get_or_insert(city.id);
+        }
+        a.push().await.unwrap();
+    }
+    // A version of the server's own: three inserts and a delete of a pushed city.
+    for i in 0..3 {
+        add_city(server.db(), &format!("server {i}")).await;
+    }
+    city::Entity::delete_by_id(doomed.unwrap())
+        .exec(server.db())
+        .await
+        .unwrap();
+    for i in 0..10 {
+        add_city(a.db(), &format!("late {i}")).await;
+    }
+    a.sync().await.unwrap();
+
+    let pages = Arc::new(AtomicU64::new(0));
+    let counter = pages.clone();
+    let db = dbsync_tests::tracked_db(Backend::Sqlite, &format!("{name}_b"))
+        .await
+        .unwrap();
+    let b = Client::builder(db, server.url.clone())
+        .page_size(6)
+        .progress(move |p| {
+            if p.phase == dbsync::Phase::Downloading {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    b.register().await.unwrap();
+    let report = b.pull().await.unwrap();
+    assert_eq!(report.operations, 16 + 4 + 10);
+    assert_eq!(
+        pages.load(Ordering::SeqCst),
+        4 + 3,
+        "four pushes of 4 a page each (two do not fit in 6), then 14 log entries in pages of 6"
+    );
+    assert_eq!(cities(b.db()).await, cities(server.db()).await);
+    assert_eq!(cities(a.db()).await, cities(server.db()).await);
+    // A node's own pushes are not pulled back, read from runs or from the log.
+    let again = a.pull().await.unwrap();
+    assert_eq!(again.operations, 0);
 }
 
 async fn pulls_and_repairs_staged_on_disk_or_in_memory_end_the_same(

@@ -49,6 +49,12 @@ impl SyncServer {
             ))
             .await?
             .rows_affected();
+        txn.execute_raw(statement(
+            txn.get_database_backend(),
+            "DELETE FROM dbsync_version_runs WHERE version_id <= $1",
+            vec![horizon.into()],
+        ))
+        .await?;
         // `dbsync_moved_keys` stays, like `dbsync_versions`: a push counts as seen once it
         // commits, and a node whose answer was lost still needs its moves when it retries.
         txn.execute_raw(statement(

@@ -9,3 +9,4 @@ mod rebase;
 mod register;
 mod repair;
 mod rows;
+mod version_runs;

@@ -2,6 +2,7 @@
 
 use super::keys;
 use super::rebase::{self, Unseen};
+use super::version_runs::{self, runs};
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, lock_counters, mark_seen, scalar, set_latest, stamp_pending};
@@ -174,6 +175,7 @@ impl SyncServer {
             };
         }
         log_operations(&txn, registry, &push.operations, version).await?;
+        version_runs::record(&txn, registry, &push.operations, version).await?;
         keys::record_moves(&txn, version, &moved).await?;
         if let Some(hook) = &self.inner.after_push {
             decode_rows(&mut push, &mut text)?;
@@ -341,13 +343,6 @@ async fn log_operations(
 
 /// Operations in a run shorter than this are logged as bound values.
 const MIN_COUNTED_RUN: usize = 64;
-
-/// `operations` cut into maximal runs on consecutive keys of one table with one command.
-fn runs(operations: &[WireOperation]) -> impl Iterator<Item = &[WireOperation]> {
-    operations.chunk_by(|a, b| {
-        a.table == b.table && a.command == b.command && a.row_id.checked_add(1) == Some(b.row_id)
-    })
-}
 
 /// Logs `operations` as one multi-row insert with bound values.
 async fn log_bound(
