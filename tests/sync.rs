@@ -24,12 +24,12 @@ on_every_server!(
     a_retried_push_whose_answer_was_lost_applies_once,
     a_lost_push_followed_by_a_local_delete_deletes_on_the_server,
     a_logged_insert_whose_row_is_gone_is_pushed_as_a_delete,
-    the_server_logs_a_push_in_its_order_whatever_its_runs_of_keys,
+    the_server_records_a_push_in_its_order_whatever_its_runs_of_keys,
     pulling_while_a_push_is_in_flight_does_not_duplicate_it,
     server_writes_are_versioned_and_pulled,
     explicit_keys_keep_the_server_key_generator_ahead,
     a_long_pull_arrives_in_pages_with_progress,
-    a_pull_page_holds_whole_pushes_and_reads_other_versions_from_the_log,
+    pull_pages_cut_across_pushes_and_server_writes_alike,
     pulls_and_repairs_staged_on_disk_or_in_memory_end_the_same,
     repair_refuses_to_lose_unsynced_changes_then_rebuilds,
     a_parent_written_after_its_table_was_paged_arrives_with_its_child,
@@ -69,9 +69,9 @@ async fn a_logged_insert_whose_row_is_gone_is_pushed_as_a_delete(
     assert_eq!(cities(b.db()).await, cities(a.db()).await);
 }
 
-/// Long runs of consecutive keys and scattered ones, in one push: the server's log holds
-/// each operation once, in the push's order, and another node pulls the same rows.
-async fn the_server_logs_a_push_in_its_order_whatever_its_runs_of_keys(
+/// Long runs of consecutive keys and scattered ones, in one push: the server records each
+/// operation once, in the push's order, and another node pulls the same rows.
+async fn the_server_records_a_push_in_its_order_whatever_its_runs_of_keys(
     backend: Backend,
     adapter: Adapter,
     name: &str,
@@ -104,25 +104,33 @@ async fn the_server_logs_a_push_in_its_order_whatever_its_runs_of_keys(
 
     a.push().await.unwrap();
     let registry = dbsync::Registry::global();
-    let logged: Vec<(String, i64, String)> = server
+    // A push is recorded as runs of consecutive keys: `[content type, command, first, count]`.
+    let recorded: Vec<(i64, String)> = server
         .db()
         .query_all_raw(sea_orm::Statement::from_string(
             server.db().get_database_backend(),
-            "SELECT content_type_id, row_id, command FROM dbsync_operations ORDER BY seq",
+            "SELECT operations, runs FROM dbsync_version_runs ORDER BY version_id",
         ))
         .await
         .unwrap()
         .iter()
         .map(|row| {
-            let ct: i64 = row.try_get_by_index(0).unwrap();
-            let table = registry.by_content_type(ct as u32).unwrap().name.clone();
             (
-                table,
+                row.try_get_by_index(0).unwrap(),
                 row.try_get_by_index(1).unwrap(),
-                row.try_get_by_index(2).unwrap(),
             )
         })
         .collect();
+    assert_eq!(recorded.len(), 1, "one version");
+    let runs: Vec<(u32, String, i64, i64)> = serde_json::from_str(&recorded[0].1).unwrap();
+    let logged: Vec<(String, i64, String)> = runs
+        .iter()
+        .flat_map(|(ct, command, first, count)| {
+            let table = registry.by_content_type(*ct).unwrap().name.clone();
+            (*first..first + count).map(move |id| (table.clone(), id, command.clone()))
+        })
+        .collect();
+    assert_eq!(recorded[0].0, logged.len() as i64);
     assert_eq!(logged, expected);
     let b = client(&server, &format!("{name}_b")).await;
     b.pull().await.unwrap();
@@ -389,10 +397,10 @@ async fn a_long_pull_arrives_in_pages_with_progress(
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
 }
 
-/// A page holds whole pushes while they fit (each push is stored as runs of keys beside the
-/// log); the server application's own writes, and a push larger than the page, are paged
-/// from the log entry by entry. Either way every operation arrives once, in order.
-async fn a_pull_page_holds_whole_pushes_and_reads_other_versions_from_the_log(
+/// Pages are full whatever the versions: pushes are read from their runs of keys and the
+/// server application's own writes from the log, and a page may end inside either kind and
+/// hold both. Every operation arrives once, in order.
+async fn pull_pages_cut_across_pushes_and_server_writes_alike(
     backend: Backend,
     adapter: Adapter,
     name: &str,
@@ -441,8 +449,9 @@ async fn a_pull_page_holds_whole_pushes_and_reads_other_versions_from_the_log(
     assert_eq!(report.operations, 16 + 4 + 10);
     assert_eq!(
         pages.load(Ordering::SeqCst),
-        4 + 3,
-        "four pushes of 4 a page each (two do not fit in 6), then 14 log entries in pages of 6"
+        5,
+        "4 + 4 + 4 + 4 pushed, the server's 4, 10 pushed: 30 in pages of 6, cut inside the \
+         second push, the server's version and the last push"
     );
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
     assert_eq!(cities(a.db()).await, cities(server.db()).await);
@@ -834,16 +843,26 @@ async fn a_parent_written_after_its_table_was_paged_arrives_with_its_child(
         paused_repair(&server, &format!("{name}_b"), |items| items >= 10).await;
     let late = add_city(server.db(), "Late").await;
     add_person(server.db(), "Late comer", late.id).await;
+    // And another node pushes the same (a push is recorded apart from the log).
+    let c = client(&server, &format!("{name}_c")).await;
+    let pushed = add_city(c.db(), "Pushed").await;
+    add_person(c.db(), "Pushed comer", pushed.id).await;
+    c.sync().await.unwrap();
     resume.send(()).unwrap();
     let report = tokio::task::spawn_blocking(move || repairing.join().unwrap())
         .await
         .unwrap()
         .unwrap();
-    // Unchanged cities are not sent again with their persons; the late one may come twice
-    // (in the last city page, and as the late person's parent).
-    assert!(report.rows <= 10 + 11 + 2, "{} rows", report.rows);
-    assert!(people(b.db()).await.iter().any(|p| p.1 == "Late comer"));
-    assert!(cities(b.db()).await.iter().any(|c| c.1 == "Late"));
+    // Unchanged cities are not sent again with their persons; the late ones may come twice
+    // (in the last city page, and as the late persons' parents).
+    assert!(report.rows <= 10 + 12 + 4, "{} rows", report.rows);
+    for (person, city) in [("Late comer", "Late"), ("Pushed comer", "Pushed")] {
+        assert!(
+            people(b.db()).await.iter().any(|p| p.1 == person),
+            "{person}"
+        );
+        assert!(cities(b.db()).await.iter().any(|c| c.1 == city), "{city}");
+    }
     b.pull().await.unwrap();
     assert_eq!(cities(b.db()).await, cities(server.db()).await);
     assert_eq!(people(b.db()).await, people(server.db()).await);

@@ -6,8 +6,8 @@
 //! - `dbsync_nonces`: nonces seen within the replay window.
 //! - `dbsync_moved_keys`: the inserted rows a push stored under a fresh key, by version, so
 //!   that a retried push or a pull gets the same moves again.
-//! - `dbsync_version_runs`: a push's operations as runs of consecutive keys, by version, which
-//!   pulls read instead of the log's entries (`handlers/version_runs.rs`).
+//! - `dbsync_version_runs`: a push's operations as runs of consecutive keys, by version; the
+//!   operations log holds the server application's own writes (`handlers/version_runs.rs`).
 //! - `dbsync_server_state`: the latest version, in one row that every version assignment
 //!   locks, so that several server processes over one database assign versions in order.
 

@@ -3,7 +3,7 @@
 use crate::error::ServerError;
 use crate::server::{SyncServer, lock_latest, scalar, stamp_pending, statement};
 use dbsync::messages::now_millis;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
 use std::time::Duration;
 
 /// What a trim did.
@@ -12,7 +12,7 @@ use std::time::Duration;
 pub struct TrimReport {
     /// Operations up to this version are gone; a node older than it must repair.
     pub horizon: i64,
-    /// Operations removed.
+    /// Operations removed, pushed ones and the server's own writes.
     pub removed: u64,
 }
 
@@ -49,12 +49,25 @@ impl SyncServer {
             ))
             .await?
             .rows_affected();
+        // `SUM` of a BIGINT is NUMERIC in PostgreSQL and DECIMAL in MySQL.
+        let sum = match txn.get_database_backend() {
+            DbBackend::Postgres => "CAST(SUM(operations) AS BIGINT)",
+            DbBackend::MySql => "CAST(SUM(operations) AS SIGNED)",
+            _ => "SUM(operations)",
+        };
+        let pushed: Option<i64> = scalar(
+            &txn,
+            &format!("SELECT {sum} FROM dbsync_version_runs WHERE version_id <= $1"),
+            vec![horizon.into()],
+        )
+        .await?;
         txn.execute_raw(statement(
             txn.get_database_backend(),
             "DELETE FROM dbsync_version_runs WHERE version_id <= $1",
             vec![horizon.into()],
         ))
         .await?;
+        let removed = removed + pushed.map_or(0, |n| u64::try_from(n).unwrap_or(0));
         // `dbsync_moved_keys` stays, like `dbsync_versions`: a push counts as seen once it
         // commits, and a node whose answer was lost still needs its moves when it retries.
         txn.execute_raw(statement(

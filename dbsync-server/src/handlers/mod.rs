@@ -3,6 +3,7 @@
 
 mod keys;
 mod pull;
+mod pull_page;
 mod push;
 mod query;
 mod rebase;

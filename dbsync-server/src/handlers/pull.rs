@@ -1,8 +1,8 @@
 //! `pull`: the server's operations since a node's version, one page at a time.
 
 use super::keys;
+use super::pull_page::{Page, read_page};
 use super::rows::ship_text;
-use super::version_runs;
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{Counters, SyncServer, counters, mark_seen, stamp_pending, statement};
@@ -63,22 +63,11 @@ impl SyncServer {
             version: pull.base_version,
             seq: i64::MAX,
         });
-        let from_runs = if after.seq == i64::MAX {
-            version_runs::page(&txn, pull.meta.node_id, after.version, target, page).await?
-        } else {
-            None
-        };
-        let (entries, last, more) = match from_runs {
-            Some(runs) => (
-                runs.operations,
-                LogCursor {
-                    version: runs.last_version,
-                    seq: i64::MAX,
-                },
-                runs.more,
-            ),
-            None => log_page(&txn, pull.meta.node_id, after, target, page).await?,
-        };
+        let Page {
+            operations: entries,
+            last,
+            more,
+        } = read_page(&txn, pull.meta.node_id, after, target, page).await?;
         let mut operations = Vec::with_capacity(entries.len());
         let mut wanted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         for (ct, row_id, command) in entries {
@@ -147,60 +136,4 @@ impl SyncServer {
             own_moved,
         })
     }
-}
-
-/// A page's operations as `(content type, key, command)`, the cursor after them, and
-/// whether operations up to the target remain.
-type Page = (Vec<(u32, i64, Command)>, LogCursor, bool);
-
-/// The page of at most `page` log entries after `after`, up to `target`, leaving out
-/// `node_id`'s own versions.
-async fn log_page(
-    txn: &sea_orm::DatabaseTransaction,
-    node_id: i64,
-    after: LogCursor,
-    target: i64,
-    page: u32,
-) -> Result<Page, ServerError> {
-    let query = statement(
-        txn.get_database_backend(),
-        // A row-value comparison walks the (version_id, seq) index in order; the
-        // equivalent OR made SQLite merge two scans and sort them.
-        "SELECT seq, content_type_id, row_id, command, version_id FROM dbsync_operations \
-         WHERE version_id <= $1 AND (version_id, seq) > ($2, $3) \
-         AND version_id NOT IN (SELECT version_id FROM dbsync_versions \
-         WHERE node_id = $4 AND version_id > $5) \
-         ORDER BY version_id, seq LIMIT $6",
-        vec![
-            target.into(),
-            after.version.into(),
-            after.seq.into(),
-            node_id.into(),
-            after.version.into(),
-            i64::from(page + 1).into(),
-        ],
-    );
-    let values = query.values.map(|v| v.0).unwrap_or_default();
-    let columns = ["seq", "content_type_id", "row_id", "command", "version_id"];
-    let mut found: Vec<(i64, i64, i64, String, i64)> =
-        dbsync::__private::select_json(txn, &query.sql, &columns, values).await?;
-    // The page's order is the log's; the aggregate reading it keeps it in practice.
-    found.sort_by_key(|entry| (entry.4, entry.0));
-    let more = found.len() > page as usize;
-    found.truncate(page as usize);
-    let last = found.last().map_or(after, |entry| LogCursor {
-        version: entry.4,
-        seq: entry.0,
-    });
-    let entries = found
-        .into_iter()
-        .filter_map(|(_, ct, row_id, letter, _)| {
-            Some((
-                u32::try_from(ct).ok()?,
-                row_id,
-                Command::from_letter(&letter)?,
-            ))
-        })
-        .collect();
-    Ok((entries, last, more))
 }

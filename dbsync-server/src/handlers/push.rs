@@ -2,24 +2,16 @@
 
 use super::keys;
 use super::rebase::{self, Unseen};
-use super::version_runs::{self, runs};
+use super::version_runs;
 use crate::config::Procedure;
 use crate::error::ServerError;
 use crate::server::{SyncServer, lock_counters, mark_seen, scalar, set_latest, stamp_pending};
 use dbsync::__private::{apply_operations_to_free_keys, apply_pushed_to_free_keys};
+use dbsync::Registry;
 use dbsync::messages::{
     MovedKey, PushRequest, PushResponse, RawRows, SignedRequest, WireOperation,
 };
-use dbsync::{Command, Registry};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use std::collections::HashSet;
-
-/// Operations logged per multi-row insert with bound values: the same statement serves every
-/// full batch, prepared once, and longer ones cost more to prepare than they save.
-const LOG_BATCH: usize = 1_000;
-/// Operations logged per statement where they travel as one JSON parameter: the bound is the
-/// statement's size, about half a megabyte.
-const JSON_LOG_BATCH: usize = 20_000;
 
 /// A push as it arrived, without its rows, and their text: most pushes are written from
 /// that text (`apply_pushed_to_free_keys`), and decoding 10,000 rows into maps costs about
@@ -174,7 +166,6 @@ impl SyncServer {
                 )),
             };
         }
-        log_operations(&txn, registry, &push.operations, version).await?;
         version_runs::record(&txn, registry, &push.operations, version).await?;
         keys::record_moves(&txn, version, &moved).await?;
         if let Some(hook) = &self.inner.after_push {
@@ -182,6 +173,10 @@ impl SyncServer {
             hook(&txn, &push, Some(version))
                 .await
                 .map_err(ServerError::Unauthorized)?;
+        }
+        // A rebased push's node has not seen the versions before it: its horizon stays.
+        if !stale {
+            mark_seen(&*txn, node_id, version).await?;
         }
         txn.commit().await?;
         tracing::info!(
@@ -191,10 +186,6 @@ impl SyncServer {
             rebased = stale,
             "push accepted"
         );
-        // A rebased push's node has not seen the versions before it: its horizon stays.
-        if !stale {
-            mark_seen(self.db(), node_id, version).await?;
-        }
         // The push is committed: a failed clean-up must not turn its answer into an error.
         if let Err(err) = self.prune_nonces().await {
             tracing::warn!(%err, "pruning nonces failed");
@@ -263,121 +254,4 @@ fn check_operations(registry: &Registry, operations: &[WireOperation]) -> Result
         }
     }
     Ok(())
-}
-
-/// Records the push's operations under `version`, for the other nodes to pull. PostgreSQL
-/// takes them as one JSON parameter, which it unpacks itself: a statement binding four
-/// parameters per operation is large, and large statements wait on the network (see
-/// BENCHMARKS.md). SQLite, in process, writes bound values faster than it reads JSON.
-async fn log_operations(
-    txn: &DatabaseTransaction,
-    registry: &Registry,
-    operations: &[WireOperation],
-    version: i64,
-) -> Result<(), ServerError> {
-    let backend = txn.get_database_backend();
-    let entry = |op: &WireOperation| {
-        let ct = registry.table(&op.table).map_or(0, |t| t.content_type_id);
-        (i64::from(ct), op.row_id, letter(op.command))
-    };
-    let unpacked = match backend {
-        DbBackend::Postgres => Some(
-            "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) \
-             SELECT (e ->> 0)::int8, (e ->> 1)::int8, e ->> 2, $1 \
-             FROM json_array_elements($2::json) WITH ORDINALITY AS t(e, n) ORDER BY n",
-        ),
-        _ => None,
-    };
-    if let Some(sql) = unpacked {
-        // The log's order is the operations' order: pulls replay it.
-        for chunk in operations.chunks(JSON_LOG_BATCH) {
-            let entries: Vec<_> = chunk.iter().map(entry).collect();
-            let text = serde_json::to_string(&entries)
-                .map_err(|e| ServerError::Internal(e.to_string()))?;
-            txn.execute_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                vec![version.into(), text.into()],
-            ))
-            .await?;
-        }
-        return Ok(());
-    }
-    // A run of operations on consecutive keys of one table with one command (a batch of new
-    // rows, typically) is logged by a statement that counts the keys out itself: binding
-    // four values per entry costs more than SQLite's writing them.
-    let counted = backend == DbBackend::Sqlite;
-    let mut bound: Vec<&WireOperation> = Vec::with_capacity(LOG_BATCH);
-    for run in runs(operations) {
-        if counted && run.len() >= MIN_COUNTED_RUN {
-            log_bound(txn, &bound, version, entry).await?;
-            bound.clear();
-            let (ct, first, command) = entry(&run[0]);
-            let last = run[run.len() - 1].row_id;
-            txn.execute_raw(Statement::from_sql_and_values(
-                backend,
-                "WITH RECURSIVE k(id) AS (SELECT ? UNION ALL SELECT id + 1 FROM k WHERE id < ?) \
-                 INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) \
-                 SELECT ?, id, ?, ? FROM k ORDER BY id",
-                vec![
-                    first.into(),
-                    last.into(),
-                    ct.into(),
-                    command.into(),
-                    version.into(),
-                ],
-            ))
-            .await?;
-            continue;
-        }
-        for op in run {
-            bound.push(op);
-            if bound.len() == LOG_BATCH {
-                log_bound(txn, &bound, version, entry).await?;
-                bound.clear();
-            }
-        }
-    }
-    log_bound(txn, &bound, version, entry).await
-}
-
-/// Operations in a run shorter than this are logged as bound values.
-const MIN_COUNTED_RUN: usize = 64;
-
-/// Logs `operations` as one multi-row insert with bound values.
-async fn log_bound(
-    txn: &DatabaseTransaction,
-    operations: &[&WireOperation],
-    version: i64,
-    entry: impl Fn(&WireOperation) -> (i64, i64, &'static str),
-) -> Result<(), ServerError> {
-    if operations.is_empty() {
-        return Ok(());
-    }
-    let mut sql = String::from(
-        "INSERT INTO dbsync_operations (content_type_id, row_id, command, version_id) VALUES ",
-    );
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(operations.len() * 4);
-    for (i, op) in operations.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str("(?, ?, ?, ?)");
-        let (ct, row_id, command) = entry(op);
-        values.push(ct.into());
-        values.push(row_id.into());
-        values.push(command.into());
-        values.push(version.into());
-    }
-    txn.execute_raw(Statement::from_sql_and_values(
-        txn.get_database_backend(),
-        sql,
-        values,
-    ))
-    .await?;
-    Ok(())
-}
-
-fn letter(command: Command) -> &'static str {
-    command.letter()
 }

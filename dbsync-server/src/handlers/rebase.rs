@@ -11,6 +11,7 @@
 //! The node does not move its version past what it pulled; its next pull brings the versions
 //! it skipped, without its own pushes.
 
+use super::version_runs;
 use crate::error::ServerError;
 use crate::server::{Counters, as_bigint, quote, statement};
 use dbsync::messages::PushRequest;
@@ -55,7 +56,15 @@ impl Unseen {
         if found.len() > MAX_UNSEEN {
             return Ok(None);
         }
-        let mut rows = HashSet::with_capacity(found.len());
+        // The log holds the server application's writes; pushes are kept as runs.
+        let Some(pushed) =
+            version_runs::rows_after(txn, push.meta.node_id, base, MAX_UNSEEN - found.len())
+                .await?
+        else {
+            return Ok(None);
+        };
+        let mut rows = HashSet::with_capacity(found.len() + pushed.len());
+        rows.extend(pushed);
         for row in found {
             let ct: i64 = row.try_get_by_index(0)?;
             rows.insert((

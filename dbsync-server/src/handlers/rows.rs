@@ -2,6 +2,7 @@
 //! reference, so that a node can write them without breaking a foreign key even when the
 //! server changed since the operations were logged.
 
+use super::version_runs;
 use crate::error::ServerError;
 use crate::server::statement;
 use dbsync::messages::{RawRows, Rows};
@@ -174,7 +175,12 @@ pub(crate) async fn changed_since(
     version: i64,
 ) -> Result<Keys, ServerError> {
     let backend = txn.get_database_backend();
-    let mut keys = Keys::new();
+    // The log holds the server application's writes; pushes are kept as runs.
+    let mut keys: Keys = version_runs::rows_after(txn, 0, version, usize::MAX)
+        .await?
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     for (sql, values) in [
         (
             "SELECT content_type_id, row_id FROM dbsync_operations WHERE version_id > $1",

@@ -1,15 +1,15 @@
-//! A version's operations kept as runs of consecutive keys, beside the log.
+//! A push's operations, recorded as runs of consecutive keys.
 //!
-//! A pull reads the operations of the versions its node has not seen. From the log that is
-//! one entry per row: 10,000 entries for a push of 10,000 rows, which PostgreSQL takes 20 to
-//! 30 ms to read and aggregate, SQLite 7 to 13. A push's operations mostly come in a few runs
-//! (one table, one command, consecutive keys), so each push also records them as runs in
-//! `dbsync_version_runs`, one row per version, in the log's order, and a pull whose page
-//! starts at a version boundary reads whole versions from there. Versions without runs (the
-//! server application's own writes, versioned later, and versions recorded before the table
-//! existed) are read from the log, as is a version larger than the node's page.
-//!
-//! The log keeps every entry: rebasing a stale push, trimming and repair read it by row.
+//! The log holds an entry per row changed, which is right for the server application's own
+//! writes (the capture triggers log them one by one) but costly for a push: 10,000 entries
+//! to write for a push of 10,000 rows (16 to 18 ms on SQLite, about what writing the rows
+//! costs) and to read back for every pull of it (20 to 30 ms on PostgreSQL). A push's
+//! operations mostly come in a few runs (one table, one command, consecutive keys), so a
+//! push is recorded in `dbsync_version_runs`, one row per version: its runs in order, and
+//! its number of operations. A version is one kind or the other: a push's runs, or the log
+//! entries of the server's own writes (and of pushes recorded before this table existed).
+//! Every reader of the server's history reads both: pull pages (`pull_page.rs`), a stale
+//! push's rebase and a repair's late parents (through [`rows_after`]).
 
 use crate::error::ServerError;
 use crate::server::statement;
@@ -61,31 +61,18 @@ pub(crate) async fn record(
     Ok(())
 }
 
-/// A pull page read from runs: the operations of whole versions.
-pub(crate) struct RunsPage {
-    /// The operations, in the log's order, with the content type of each.
-    pub(crate) operations: Vec<(u32, i64, Command)>,
-    /// The last version the page covers.
-    pub(crate) last_version: i64,
-    /// Whether versions up to the target remain after it.
-    pub(crate) more: bool,
-}
-
-/// The page of at most `page` operations after `after_version`, up to `target`, leaving out
-/// `node_id`'s own versions, if the versions it starts with have runs; `None` sends the pull
-/// to the log.
-pub(crate) async fn page(
+/// The versions after `after_version` up to `target`, leaving out `node_id`'s own, in order,
+/// at most `limit`: each with its number of operations when it has runs, `None` when its
+/// operations are in the log.
+pub(crate) async fn versions(
     txn: &DatabaseTransaction,
     node_id: i64,
     after_version: i64,
     target: i64,
-    page: u32,
-) -> Result<Option<RunsPage>, ServerError> {
-    let backend = txn.get_database_backend();
-    // Every version holds at least one operation: a page takes at most `page` of them, and
-    // one more says whether any remain.
+    limit: u64,
+) -> Result<Vec<(i64, Option<i64>)>, ServerError> {
     let query = statement(
-        backend,
+        txn.get_database_backend(),
         "SELECT v.version_id, r.operations FROM dbsync_versions v \
          LEFT JOIN dbsync_version_runs r ON r.version_id = v.version_id \
          WHERE v.version_id > $1 AND v.version_id <= $2 \
@@ -95,35 +82,27 @@ pub(crate) async fn page(
             after_version.into(),
             target.into(),
             node_id.into(),
-            (i64::from(page) + 1).into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
         ],
     );
     let values = query.values.map(|v| v.0).unwrap_or_default();
-    let mut versions: Vec<(i64, Option<i64>)> =
+    let mut found: Vec<(i64, Option<i64>)> =
         dbsync::__private::select_json(txn, &query.sql, &["version_id", "operations"], values)
             .await?;
-    versions.sort_by_key(|v| v.0);
-    let mut total = 0i64;
-    let mut taken = 0;
-    for (_, count) in &versions {
-        match count {
-            Some(n) if total + n <= i64::from(page) => {
-                total += n;
-                taken += 1;
-            }
-            _ => break,
-        }
-    }
-    if taken == 0 {
-        return Ok(versions.is_empty().then_some(RunsPage {
-            operations: Vec::new(),
-            last_version: target,
-            more: false,
-        }));
-    }
-    let last_version = versions[taken - 1].0;
+    found.sort_by_key(|v| v.0);
+    Ok(found)
+}
+
+/// The operations of the versions with runs after `after_version` up to `last_version`,
+/// leaving out `node_id`'s own, in order: `(version, operations)`.
+pub(crate) async fn read(
+    txn: &DatabaseTransaction,
+    node_id: i64,
+    after_version: i64,
+    last_version: i64,
+) -> Result<Vec<(i64, Vec<Operation>)>, ServerError> {
     let query = statement(
-        backend,
+        txn.get_database_backend(),
         "SELECT r.version_id, r.runs FROM dbsync_version_runs r \
          JOIN dbsync_versions v ON v.version_id = r.version_id \
          WHERE r.version_id > $1 AND r.version_id <= $2 \
@@ -134,28 +113,55 @@ pub(crate) async fn page(
     let mut texts: Vec<(i64, String)> =
         dbsync::__private::select_json(txn, &query.sql, &["version_id", "runs"], values).await?;
     texts.sort_by_key(|t| t.0);
-    if texts.len() != taken {
-        // A version trimmed or recorded between the two reads: the log answers instead.
+    texts
+        .into_iter()
+        .map(|(version, text)| Ok((version, expand(version, &text)?)))
+        .collect()
+}
+
+/// An operation as a page holds it: content type, key, command.
+pub(crate) type Operation = (u32, i64, Command);
+
+/// The operations of a version's stored runs.
+fn expand(version: i64, text: &str) -> Result<Vec<Operation>, ServerError> {
+    let stored: Vec<StoredRun> = serde_json::from_str(text).map_err(|e| {
+        ServerError::Internal(format!("the runs of version {version} do not parse: {e}"))
+    })?;
+    let mut operations = Vec::new();
+    for (ct, letter, first, count) in stored {
+        let command = Command::from_letter(&letter).ok_or_else(|| {
+            ServerError::Internal(format!("unknown command {letter:?} in version {version}"))
+        })?;
+        let ct = u32::try_from(ct).unwrap_or(u32::MAX);
+        operations.extend((first..first.saturating_add(count)).map(|key| (ct, key, command)));
+    }
+    Ok(operations)
+}
+
+/// The rows the pushes after `after_version` changed, leaving out `node_id`'s own (no node
+/// has id 0); `None` when they hold more than `limit` operations.
+pub(crate) async fn rows_after(
+    txn: &DatabaseTransaction,
+    node_id: i64,
+    after_version: i64,
+    limit: usize,
+) -> Result<Option<Vec<(u32, i64)>>, ServerError> {
+    // Each version holds an operation at least: past `limit` versions, there are too many.
+    let most = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let listed = versions(txn, node_id, after_version, i64::MAX, most).await?;
+    let total: i64 = listed.iter().filter_map(|(_, n)| *n).sum();
+    if usize::try_from(total).is_ok_and(|total| total > limit) || listed.len() > limit {
         return Ok(None);
     }
-    let mut operations = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    for (version, text) in &texts {
-        let stored: Vec<StoredRun> = serde_json::from_str(text).map_err(|e| {
-            ServerError::Internal(format!("the runs of version {version} do not parse: {e}"))
-        })?;
-        for (ct, letter, first, count) in stored {
-            let command = Command::from_letter(&letter).ok_or_else(|| {
-                ServerError::Internal(format!("unknown command {letter:?} in version {version}"))
-            })?;
-            let ct = u32::try_from(ct).unwrap_or(u32::MAX);
-            for key in first..first.saturating_add(count) {
-                operations.push((ct, key, command));
-            }
-        }
-    }
-    Ok(Some(RunsPage {
-        operations,
-        last_version,
-        more: taken < versions.len(),
-    }))
+    let Some(last) = listed.last().map(|(v, _)| *v) else {
+        return Ok(Some(Vec::new()));
+    };
+    Ok(Some(
+        read(txn, node_id, after_version, last)
+            .await?
+            .into_iter()
+            .flat_map(|(_, ops)| ops)
+            .map(|(ct, key, _)| (ct, key))
+            .collect(),
+    ))
 }

@@ -127,12 +127,14 @@ pub struct MovedKey {
     pub new: i64,
 }
 
-/// A position in the server's log: after this version's operation `seq`.
+/// A position in the server's history: within `version`, after `seq`. The server sets it
+/// and the node sends it back as it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogCursor {
     /// The version.
     pub version: i64,
-    /// The operation's sequence number within the log.
+    /// `i64::MAX` after the whole version; otherwise a log sequence number (a version of the
+    /// server's own writes) or a count of operations sent (a push, kept as runs of keys).
     pub seq: i64,
 }
 
