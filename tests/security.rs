@@ -2,12 +2,13 @@
 //! unsigned, tampered, replayed and unauthorized requests, unknown nodes, tables and columns.
 
 use dbsync::messages::{
-    ErrorBody, ErrorCode, PROTOCOL_VERSION, PullRequest, PushRequest, RequestMeta, WireOperation,
-    nonce, now_millis, sign,
+    ErrorBody, ErrorCode, LogCursor, PROTOCOL_VERSION, PullRequest, PushRequest, RequestMeta,
+    WireOperation, nonce, now_millis, sign,
 };
 use dbsync::{Command, Error};
 use dbsync_server::{ServerConfig, SyncServer};
 use dbsync_tests::entities::city;
+use dbsync_tests::fixtures::{add_city, cities};
 use dbsync_tests::harness::{
     Adapter, TestServer, client, serve, server_db, start, unregistered_client,
 };
@@ -28,6 +29,7 @@ on_every_server!(
     reads_need_a_signature_unless_the_server_allows_unsigned_ones,
     compressed_bodies_are_bounded_and_checked,
     pushed_rows_must_match_their_operations,
+    a_pull_cursor_outside_its_versions_is_refused,
 );
 
 /// Credentials of a registered node, read from its database as an attacker with the
@@ -762,4 +764,59 @@ async fn pushed_rows_must_match_their_operations(backend: Backend, adapter: Adap
         let names: Vec<&str> = cities.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["Lyon"], "the row no operation names is left out");
     }
+}
+
+/// A pull's cursor is the server's own answer sent back: one pointing before the node's
+/// version, past the pull's target, or into the middle of a version the node already has is
+/// refused, not paged from (it could skip operations or page forever).
+async fn a_pull_cursor_outside_its_versions_is_refused(
+    backend: Backend,
+    adapter: Adapter,
+    name: &str,
+) {
+    let Some(server) = start(backend, adapter, name).await else {
+        return;
+    };
+    let a = client(&server, &format!("{name}_a")).await;
+    for i in 0..3 {
+        add_city(a.db(), &format!("city {i}")).await;
+        a.push().await.unwrap();
+    }
+    let b = client(&server, &format!("{name}_b")).await;
+    let (id, secret) = credentials(&b).await;
+    let pull = |base: i64, after: Option<(i64, i64)>| {
+        serde_json::to_vec(&PullRequest {
+            meta: meta(id),
+            base_version: base,
+            target_version: Some(3),
+            after: after.map(|(version, seq)| LogCursor { version, seq }),
+            page_size: Some(1),
+        })
+        .unwrap()
+    };
+    for (base, after) in [
+        (1, (0, i64::MAX)),
+        (0, (4, 1)),
+        (0, (4, i64::MAX)),
+        (0, (2, -1)),
+        (1, (1, 1)),
+    ] {
+        let body = pull(base, Some(after));
+        let signature = sign(&secret, "pull", &body);
+        let (status, error) = raw(&server, "pull", body, Some((id, signature))).await;
+        assert_eq!(
+            (status, error.map(|e| e.code)),
+            (422, Some(ErrorCode::InvalidOperation)),
+            "base {base}, cursor {after:?}"
+        );
+    }
+    // The cursors the server gives: after a whole version, or inside one.
+    for after in [(1, i64::MAX), (2, i64::MAX), (3, i64::MAX)] {
+        let body = pull(0, Some(after));
+        let signature = sign(&secret, "pull", &body);
+        let (status, _) = raw(&server, "pull", body, Some((id, signature))).await;
+        assert_eq!(status, 200, "cursor {after:?}");
+    }
+    b.pull().await.unwrap();
+    assert_eq!(cities(b.db()).await, cities(a.db()).await);
 }

@@ -63,11 +63,32 @@ impl SyncServer {
             version: pull.base_version,
             seq: i64::MAX,
         });
+        // A cursor is the server's: within a version of this pull, or after its base.
+        let partly_sent = after.seq != i64::MAX;
+        if after.seq < 0
+            || after.version > target
+            || after.version < pull.base_version
+            || (partly_sent && after.version == pull.base_version)
+        {
+            return Err(ServerError::InvalidOperation(format!(
+                "cursor {after:?} is not within versions {} to {target}",
+                pull.base_version
+            )));
+        }
         let Page {
             operations: entries,
             last,
             more,
         } = read_page(&txn, pull.meta.node_id, after, target, page).await?;
+        // A trim that committed since the counters were read may have taken operations
+        // this page should hold.
+        let now = counters(&txn).await?.trimmed;
+        if pull.base_version < now {
+            return Err(ServerError::RepairRequired {
+                node: pull.base_version,
+                trimmed: now,
+            });
+        }
         let mut operations = Vec::with_capacity(entries.len());
         let mut wanted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         for (ct, row_id, command) in entries {

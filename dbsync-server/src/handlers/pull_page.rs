@@ -48,6 +48,10 @@ pub(crate) async fn read_page(
     .await?;
     let mut operations: Vec<Operation> = Vec::new();
     let mut cursor = after;
+    if partly_sent && versions.first().map(|v| v.0) != Some(after.version) {
+        // Not a version of this pull's: none of it is to be sent.
+        cursor.seq = i64::MAX;
+    }
     let mut next = 0;
     while next < versions.len() && operations.len() < page {
         let kind = versions[next].1.is_some();
@@ -74,7 +78,7 @@ pub(crate) async fn read_page(
                     break;
                 }
                 let skip = if index == 0 { sent.unwrap_or(0) } else { 0 };
-                wanted += count.unwrap_or(0) - skip;
+                wanted += count.unwrap_or(0).saturating_sub(skip);
                 last = next + index;
             }
             let read = version_runs::read(txn, node_id, first - 1, versions[last].0).await?;
@@ -83,24 +87,24 @@ pub(crate) async fn read_page(
                     "versions left the log while a pull read them".into(),
                 ));
             }
-            for (version, ops) in read {
+            for (version, runs) in read {
                 let skip = if version == first {
                     sent.unwrap_or(0)
                 } else {
                     0
                 };
-                let skip = usize::try_from(skip).unwrap_or(usize::MAX);
-                let room = page - operations.len();
-                let rest = ops.len().saturating_sub(skip);
+                let skip = u64::try_from(skip).unwrap_or(0);
+                let room = (page - operations.len()) as u64;
+                let rest = runs.len().saturating_sub(skip);
                 if rest > room {
-                    operations.extend(ops.into_iter().skip(skip).take(room));
+                    operations.extend(runs.window(skip, room));
                     cursor = LogCursor {
                         version,
                         seq: i64::try_from(skip + room).unwrap_or(i64::MAX),
                     };
                     break;
                 }
-                operations.extend(ops.into_iter().skip(skip));
+                operations.extend(runs.window(skip, rest));
                 cursor = LogCursor {
                     version,
                     seq: i64::MAX,

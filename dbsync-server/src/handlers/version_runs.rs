@@ -63,7 +63,7 @@ pub(crate) async fn record(
 
 /// The versions after `after_version` up to `target`, leaving out `node_id`'s own, in order,
 /// at most `limit`: each with its number of operations when it has runs, `None` when its
-/// operations are in the log.
+/// operations are in the log (or were, for a trimmed version: pulls check the horizon).
 pub(crate) async fn versions(
     txn: &DatabaseTransaction,
     node_id: i64,
@@ -93,14 +93,14 @@ pub(crate) async fn versions(
     Ok(found)
 }
 
-/// The operations of the versions with runs after `after_version` up to `last_version`,
-/// leaving out `node_id`'s own, in order: `(version, operations)`.
+/// The runs of the versions with runs after `after_version` up to `last_version`, leaving
+/// out `node_id`'s own, in order.
 pub(crate) async fn read(
     txn: &DatabaseTransaction,
     node_id: i64,
     after_version: i64,
     last_version: i64,
-) -> Result<Vec<(i64, Vec<Operation>)>, ServerError> {
+) -> Result<Vec<(i64, Runs)>, ServerError> {
     let query = statement(
         txn.get_database_backend(),
         "SELECT r.version_id, r.runs FROM dbsync_version_runs r \
@@ -115,27 +115,64 @@ pub(crate) async fn read(
     texts.sort_by_key(|t| t.0);
     texts
         .into_iter()
-        .map(|(version, text)| Ok((version, expand(version, &text)?)))
+        .map(|(version, text)| Ok((version, Runs::parse(version, &text)?)))
         .collect()
 }
 
 /// An operation as a page holds it: content type, key, command.
 pub(crate) type Operation = (u32, i64, Command);
 
-/// The operations of a version's stored runs.
-fn expand(version: i64, text: &str) -> Result<Vec<Operation>, ServerError> {
-    let stored: Vec<StoredRun> = serde_json::from_str(text).map_err(|e| {
-        ServerError::Internal(format!("the runs of version {version} do not parse: {e}"))
-    })?;
-    let mut operations = Vec::new();
-    for (ct, letter, first, count) in stored {
-        let command = Command::from_letter(&letter).ok_or_else(|| {
-            ServerError::Internal(format!("unknown command {letter:?} in version {version}"))
-        })?;
-        let ct = u32::try_from(ct).unwrap_or(u32::MAX);
-        operations.extend((first..first.saturating_add(count)).map(|key| (ct, key, command)));
+/// A version's runs, in order: content type, command, first key, number of keys.
+pub(crate) struct Runs(Vec<(u32, Command, i64, u64)>);
+
+impl Runs {
+    /// The runs stored as `text` for `version`, each at least one key long and within the
+    /// range of keys.
+    fn parse(version: i64, text: &str) -> Result<Runs, ServerError> {
+        let corrupt =
+            |what: String| ServerError::Internal(format!("the runs of version {version} {what}"));
+        let stored: Vec<StoredRun> =
+            serde_json::from_str(text).map_err(|e| corrupt(format!("do not parse: {e}")))?;
+        stored
+            .into_iter()
+            .map(|(ct, letter, first, count)| {
+                let command = Command::from_letter(&letter)
+                    .ok_or_else(|| corrupt(format!("hold an unknown command {letter:?}")))?;
+                let count = u64::try_from(count)
+                    .ok()
+                    .filter(|count| *count > 0 && first.checked_add_unsigned(count - 1).is_some())
+                    .ok_or_else(|| corrupt(format!("hold a run of {count} from {first}")))?;
+                Ok((u32::try_from(ct).unwrap_or(u32::MAX), command, first, count))
+            })
+            .collect::<Result<_, _>>()
+            .map(Runs)
     }
-    Ok(operations)
+
+    /// The number of operations.
+    pub(crate) fn len(&self) -> u64 {
+        self.0.iter().map(|run| run.3).sum()
+    }
+
+    /// The operations after the first `skip`, at most `take` of them, expanding only those.
+    pub(crate) fn window(&self, mut skip: u64, mut take: u64) -> Vec<Operation> {
+        let mut operations = Vec::new();
+        for &(ct, command, first, count) in &self.0 {
+            if take == 0 {
+                break;
+            }
+            if skip >= count {
+                skip -= count;
+                continue;
+            }
+            let n = (count - skip).min(take);
+            // Within the run, whose last key `parse` checked.
+            let start = first.saturating_add_unsigned(skip);
+            operations.extend((0..n).map(|i| (ct, start.saturating_add_unsigned(i), command)));
+            take -= n;
+            skip = 0;
+        }
+        operations
+    }
 }
 
 /// The rows the pushes after `after_version` changed, leaving out `node_id`'s own (no node
@@ -160,8 +197,47 @@ pub(crate) async fn rows_after(
         read(txn, node_id, after_version, last)
             .await?
             .into_iter()
-            .flat_map(|(_, ops)| ops)
+            .flat_map(|(_, runs)| runs.window(0, u64::MAX))
             .map(|(ct, key, _)| (ct, key))
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_expands_only_the_operations_asked_for_across_runs() {
+        let runs = Runs::parse(7, r#"[[1, "i", 10, 3], [2, "d", 5, 1], [1, "u", 20, 2]]"#).unwrap();
+        assert_eq!(runs.len(), 6);
+        let keys =
+            |skip, take| -> Vec<i64> { runs.window(skip, take).iter().map(|op| op.1).collect() };
+        assert_eq!(keys(0, u64::MAX), [10, 11, 12, 5, 20, 21]);
+        assert_eq!(keys(2, 3), [12, 5, 20]);
+        assert_eq!(keys(4, 1), [20]);
+        assert_eq!(keys(6, 5), Vec::<i64>::new());
+        assert_eq!(runs.window(3, 1), [(2, 5, Command::Delete)]);
+    }
+
+    #[test]
+    fn a_run_may_end_at_the_largest_key_and_no_further() {
+        let max = i64::MAX;
+        let runs = Runs::parse(1, &format!(r#"[[1, "i", {}, 2]]"#, max - 1)).unwrap();
+        assert_eq!(
+            runs.window(0, u64::MAX),
+            [(1, max - 1, Command::Insert), (1, max, Command::Insert)]
+        );
+        for corrupt in [
+            format!(r#"[[1, "i", {max}, 2]]"#),
+            r#"[[1, "i", 1, 0]]"#.to_owned(),
+            r#"[[1, "x", 1, 1]]"#.to_owned(),
+            r#"{"not": "runs"}"#.to_owned(),
+        ] {
+            assert!(
+                matches!(Runs::parse(1, &corrupt), Err(ServerError::Internal(_))),
+                "{corrupt}"
+            );
+        }
+    }
 }
