@@ -359,6 +359,30 @@ async fn explicit_keys_keep_the_server_key_generator_ahead(
     assert!(generated.id > 500, "generated {}", generated.id);
 }
 
+/// A registered node pulling in pages of `page_size`, and the count of pages it downloads.
+async fn counting_pages(
+    server: &TestServer,
+    name: &str,
+    page_size: u32,
+) -> (Client, Arc<AtomicU64>) {
+    let pages = Arc::new(AtomicU64::new(0));
+    let counter = pages.clone();
+    let db = dbsync_tests::tracked_db(Backend::Sqlite, name)
+        .await
+        .unwrap();
+    let node = Client::builder(db, server.url.clone())
+        .page_size(page_size)
+        .progress(move |p| {
+            if p.phase == dbsync::Phase::Downloading {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    node.register().await.unwrap();
+    (node, pages)
+}
+
 async fn a_long_pull_arrives_in_pages_with_progress(
     backend: Backend,
     adapter: Adapter,
@@ -372,21 +396,7 @@ async fn a_long_pull_arrives_in_pages_with_progress(
         add_city(a.db(), &format!("city {i}")).await;
     }
     a.sync().await.unwrap();
-    let pages = Arc::new(AtomicU64::new(0));
-    let counter = pages.clone();
-    let db = dbsync_tests::tracked_db(Backend::Sqlite, &format!("{name}_b"))
-        .await
-        .unwrap();
-    let b = Client::builder(db, server.url.clone())
-        .page_size(4)
-        .progress(move |p| {
-            if p.phase == dbsync::Phase::Downloading {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-        .build()
-        .unwrap();
-    b.register().await.unwrap();
+    let (b, pages) = counting_pages(&server, &format!("{name}_b"), 4).await;
     let report = b.pull().await.unwrap();
     assert_eq!(report.operations, 25);
     assert_eq!(
@@ -430,21 +440,7 @@ async fn pull_pages_cut_across_pushes_and_server_writes_alike(
     }
     a.sync().await.unwrap();
 
-    let pages = Arc::new(AtomicU64::new(0));
-    let counter = pages.clone();
-    let db = dbsync_tests::tracked_db(Backend::Sqlite, &format!("{name}_b"))
-        .await
-        .unwrap();
-    let b = Client::builder(db, server.url.clone())
-        .page_size(6)
-        .progress(move |p| {
-            if p.phase == dbsync::Phase::Downloading {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-        .build()
-        .unwrap();
-    b.register().await.unwrap();
+    let (b, pages) = counting_pages(&server, &format!("{name}_b"), 6).await;
     let report = b.pull().await.unwrap();
     assert_eq!(report.operations, 16 + 4 + 10);
     assert_eq!(
