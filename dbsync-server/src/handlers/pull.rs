@@ -10,7 +10,7 @@ use dbsync::Command;
 use dbsync::messages::{
     LogCursor, PullRequest, PullResponse, RawRows, SignedRequest, WireOperation,
 };
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{AccessMode, ConnectionTrait, DbBackend, IsolationLevel, TransactionTrait};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Operations per page when the node does not say.
@@ -38,7 +38,20 @@ impl SyncServer {
             .await?;
         stamp_pending(self.db()).await?;
         let registry = self.inner.registry;
-        let txn = self.db().begin().await?;
+        // One snapshot for the whole page: PostgreSQL's default isolation lets each statement
+        // see what committed meanwhile, a trim taking this page's operations included. SQLite
+        // and MySQL transactions read one snapshot already.
+        let txn = match self.db().get_database_backend() {
+            DbBackend::Postgres => {
+                self.db()
+                    .begin_with_config(
+                        Some(IsolationLevel::RepeatableRead),
+                        Some(AccessMode::ReadOnly),
+                    )
+                    .await?
+            }
+            _ => self.db().begin().await?,
+        };
         let Counters {
             latest, trimmed, ..
         } = counters(&txn).await?;
@@ -80,15 +93,6 @@ impl SyncServer {
             last,
             more,
         } = read_page(&txn, pull.meta.node_id, after, target, page).await?;
-        // A trim that committed since the counters were read may have taken operations
-        // this page should hold.
-        let now = counters(&txn).await?.trimmed;
-        if pull.base_version < now {
-            return Err(ServerError::RepairRequired {
-                node: pull.base_version,
-                trimmed: now,
-            });
-        }
         let mut operations = Vec::with_capacity(entries.len());
         let mut wanted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         for (ct, row_id, command) in entries {

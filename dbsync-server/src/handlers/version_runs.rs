@@ -20,13 +20,6 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction};
 /// One run as stored: content type, command letter, first key, number of keys.
 type StoredRun = (i64, String, i64, i64);
 
-/// `operations` cut into maximal runs on consecutive keys of one table with one command.
-pub(crate) fn runs(operations: &[WireOperation]) -> impl Iterator<Item = &[WireOperation]> {
-    operations.chunk_by(|a, b| {
-        a.table == b.table && a.command == b.command && a.row_id.checked_add(1) == Some(b.row_id)
-    })
-}
-
 /// Records `operations`, logged under `version`, as that version's runs.
 pub(crate) async fn record(
     txn: &DatabaseTransaction,
@@ -34,7 +27,7 @@ pub(crate) async fn record(
     operations: &[WireOperation],
     version: i64,
 ) -> Result<(), ServerError> {
-    let stored: Vec<(i64, &str, i64, usize)> = runs(operations)
+    let stored: Vec<(i64, &str, i64, usize)> = dbsync::__private::operation_runs(operations)
         .map(|run| {
             let ct = registry
                 .table(&run[0].table)

@@ -7,7 +7,7 @@
 //! it cannot be altered.
 
 mod compression;
-mod runs;
+pub(crate) mod runs;
 mod signature;
 
 pub use compression::{Compression, MIN_COMPRESSED_BYTES};

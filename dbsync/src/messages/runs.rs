@@ -21,27 +21,28 @@ pub const MAX_OPERATIONS: u64 = 1_000_000;
 /// table's name, so a long name in a long run would be copied for every key.
 const MAX_NAME_BYTES: u64 = 64 << 20;
 
+/// `operations` cut into maximal runs: one table, one command, consecutive keys.
+pub fn runs(operations: &[WireOperation]) -> impl Iterator<Item = &[WireOperation]> {
+    operations.chunk_by(|a, b| {
+        a.table == b.table && a.command == b.command && a.row_id.checked_add(1) == Some(b.row_id)
+    })
+}
+
 /// Writes `operations` as runs.
 pub(super) fn serialize<S: Serializer>(
     operations: &[WireOperation],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    let mut runs: Vec<(&str, Command, i64, u64)> = Vec::new();
-    for op in operations {
-        match runs.last_mut() {
-            Some((table, command, first, count))
-                if *table == op.table
-                    && *command == op.command
-                    && i64::try_from(*count)
-                        .ok()
-                        .and_then(|n| first.checked_add(n))
-                        == Some(op.row_id) =>
-            {
-                *count += 1;
-            }
-            _ => runs.push((&op.table, op.command, op.row_id, 1)),
-        }
-    }
+    let runs: Vec<(&str, Command, i64, u64)> = runs(operations)
+        .map(|run| {
+            (
+                run[0].table.as_str(),
+                run[0].command,
+                run[0].row_id,
+                run.len() as u64,
+            )
+        })
+        .collect();
     let mut seq = serializer.serialize_seq(Some(runs.len()))?;
     for run in &runs {
         seq.serialize_element(run)?;
