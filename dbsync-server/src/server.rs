@@ -343,6 +343,19 @@ pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Valu
     Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// The rows of `sql` (with `$n` placeholders) as `T`s, read through one JSON aggregate
+/// where the database can build it (`dbsync::__private::select_json`).
+pub(crate) async fn select_json<T: serde::de::DeserializeOwned, C: ConnectionTrait>(
+    db: &C,
+    sql: &str,
+    columns: &[&str],
+    values: Vec<sea_orm::Value>,
+) -> Result<Vec<T>, ServerError> {
+    let query = statement(db.get_database_backend(), sql, values);
+    let values = query.values.map(|v| v.0).unwrap_or_default();
+    Ok(dbsync::__private::select_json(db, &query.sql, columns, values).await?)
+}
+
 /// The first column of the first row, `None` for no row or `NULL`.
 pub(crate) async fn scalar<T: sea_orm::TryGetable, C: ConnectionTrait>(
     db: &C,

@@ -12,7 +12,7 @@
 
 use super::version_runs::{self, Operation};
 use crate::error::ServerError;
-use crate::server::statement;
+use crate::server::select_json;
 use dbsync::Command;
 use dbsync::messages::LogCursor;
 use sea_orm::DatabaseTransaction;
@@ -154,8 +154,9 @@ async fn log_page(
     last_version: i64,
     room: usize,
 ) -> Result<(Vec<(Operation, i64, i64)>, bool), ServerError> {
-    let query = statement(
-        sea_orm::ConnectionTrait::get_database_backend(txn),
+    let columns = ["seq", "content_type_id", "row_id", "command", "version_id"];
+    let mut found: Vec<(i64, i64, i64, String, i64)> = select_json(
+        txn,
         // A row-value comparison walks the (version_id, seq) index in order; the
         // equivalent OR made SQLite merge two scans and sort them.
         "SELECT seq, content_type_id, row_id, command, version_id FROM dbsync_operations \
@@ -163,6 +164,7 @@ async fn log_page(
          AND version_id NOT IN (SELECT version_id FROM dbsync_versions \
          WHERE node_id = $4 AND version_id > $5) \
          ORDER BY version_id, seq LIMIT $6",
+        &columns,
         vec![
             last_version.into(),
             from.version.into(),
@@ -171,11 +173,8 @@ async fn log_page(
             from.version.into(),
             i64::try_from(room + 1).unwrap_or(i64::MAX).into(),
         ],
-    );
-    let values = query.values.map(|v| v.0).unwrap_or_default();
-    let columns = ["seq", "content_type_id", "row_id", "command", "version_id"];
-    let mut found: Vec<(i64, i64, i64, String, i64)> =
-        dbsync::__private::select_json(txn, &query.sql, &columns, values).await?;
+    )
+    .await?;
     // The page's order is the log's; the aggregate reading it keeps it in practice.
     found.sort_by_key(|entry| (entry.4, entry.0));
     let more = found.len() > room;

@@ -12,7 +12,7 @@
 //! push's rebase and a repair's late parents (through [`rows_after`]).
 
 use crate::error::ServerError;
-use crate::server::statement;
+use crate::server::{select_json, statement};
 use dbsync::messages::WireOperation;
 use dbsync::{Command, Registry};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
@@ -64,24 +64,22 @@ pub(crate) async fn versions(
     target: i64,
     limit: u64,
 ) -> Result<Vec<(i64, Option<i64>)>, ServerError> {
-    let query = statement(
-        txn.get_database_backend(),
+    let mut found: Vec<(i64, Option<i64>)> = select_json(
+        txn,
         "SELECT v.version_id, r.operations FROM dbsync_versions v \
          LEFT JOIN dbsync_version_runs r ON r.version_id = v.version_id \
          WHERE v.version_id > $1 AND v.version_id <= $2 \
          AND (v.node_id IS NULL OR v.node_id <> $3) \
          ORDER BY v.version_id LIMIT $4",
+        &["version_id", "operations"],
         vec![
             after_version.into(),
             target.into(),
             node_id.into(),
             i64::try_from(limit).unwrap_or(i64::MAX).into(),
         ],
-    );
-    let values = query.values.map(|v| v.0).unwrap_or_default();
-    let mut found: Vec<(i64, Option<i64>)> =
-        dbsync::__private::select_json(txn, &query.sql, &["version_id", "operations"], values)
-            .await?;
+    )
+    .await?;
     found.sort_by_key(|v| v.0);
     Ok(found)
 }
@@ -94,17 +92,16 @@ pub(crate) async fn read(
     after_version: i64,
     last_version: i64,
 ) -> Result<Vec<(i64, Runs)>, ServerError> {
-    let query = statement(
-        txn.get_database_backend(),
+    let mut texts: Vec<(i64, String)> = select_json(
+        txn,
         "SELECT r.version_id, r.runs FROM dbsync_version_runs r \
          JOIN dbsync_versions v ON v.version_id = r.version_id \
          WHERE r.version_id > $1 AND r.version_id <= $2 \
          AND (v.node_id IS NULL OR v.node_id <> $3) ORDER BY r.version_id",
+        &["version_id", "runs"],
         vec![after_version.into(), last_version.into(), node_id.into()],
-    );
-    let values = query.values.map(|v| v.0).unwrap_or_default();
-    let mut texts: Vec<(i64, String)> =
-        dbsync::__private::select_json(txn, &query.sql, &["version_id", "runs"], values).await?;
+    )
+    .await?;
     texts.sort_by_key(|t| t.0);
     texts
         .into_iter()
