@@ -58,7 +58,7 @@ async fn server(url: &str, hang: Option<PathBuf>) {
             .is_some(),
         "the fixture entities are registered"
     );
-    let db = dbsync_tests::connect(url).await;
+    let db = dbsync_tests::connect_server(url).await;
     let mut builder = SyncServer::builder(db);
     if let Some(folder) = hang {
         builder = builder.after_push(Arc::new(move |_, _, _| {

@@ -57,9 +57,25 @@ where
     let client_mb = all.iter().map(|f| f.client_mb).fold(0.0, f64::max);
     let server_mb = all.iter().map(|f| f.server_mb).fold(0.0, f64::max);
     all.sort_by_key(|f| f.time);
+    // The spread shows what a median hides: a workload that is fast in most runs and
+    // stalls in some.
+    let spread = (runs > 1).then(|| {
+        format!(
+            "runs {:.3} to {:.3} s",
+            all[0].time.as_secs_f64(),
+            all[all.len() - 1].time.as_secs_f64()
+        )
+    });
     let mut figures = all.swap_remove(all.len() / 2);
     figures.client_mb = client_mb;
     figures.server_mb = server_mb;
+    if let Some(spread) = spread {
+        figures.note = if figures.note.is_empty() {
+            spread
+        } else {
+            format!("{}; {spread}", figures.note)
+        };
+    }
     Some(figures)
 }
 
