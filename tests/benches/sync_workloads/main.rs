@@ -66,7 +66,12 @@ where
             all[all.len() - 1].time.as_secs_f64()
         )
     });
+    // Each run measures its own baseline: the ratio divides the median time by the median
+    // baseline, not by the one baseline that happened to run beside the median run.
+    let mut baselines: Vec<_> = all.iter().map(|f| f.baseline).collect();
+    baselines.sort();
     let mut figures = all.swap_remove(all.len() / 2);
+    figures.baseline = baselines[baselines.len() / 2];
     figures.client_mb = client_mb;
     figures.server_mb = server_mb;
     if let Some(spread) = spread {
