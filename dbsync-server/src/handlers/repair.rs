@@ -3,7 +3,7 @@
 use super::rows::{changed_after, with_references};
 use crate::config::Procedure;
 use crate::error::ServerError;
-use crate::server::{SyncServer, as_bigint, counters, mark_seen, quote, scalar, stamp_pending};
+use crate::server::{SyncServer, as_bigint, counters, mark_read, quote, scalar, stamp_pending};
 use dbsync::messages::{RepairCursor, RepairRequest, RepairResponse, Rows, SignedRequest};
 use dbsync::{Row, TableInfo};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
@@ -127,7 +127,7 @@ impl SyncServer {
         // An unsigned read (from a server that allows them) may come from anyone: it does
         // not move the node's trimming horizon.
         if next.is_none() && !request.signature.is_empty() {
-            mark_seen(self.db(), repair.meta.node_id, snapshot_version).await?;
+            mark_read(self.db(), repair.meta.node_id, snapshot_version).await?;
         }
         Ok(RepairAnswer {
             snapshot_version,

@@ -67,8 +67,14 @@ impl Client {
         // Only keys whose newest operation is a delete go: a key deleted and then written
         // again is in the page's rows, and deleting it would cascade to its children.
         let mut newest: HashMap<(&str, i64), Command> = HashMap::new();
-        for op in &page.operations {
-            newest.insert((op.table.as_str(), op.row_id), op.command);
+        if page
+            .operations
+            .iter()
+            .any(|op| op.command == Command::Delete)
+        {
+            for op in &page.operations {
+                newest.insert((op.table.as_str(), op.row_id), op.command);
+            }
         }
         for info in tables.iter().rev() {
             let mut gone: Vec<i64> = newest
