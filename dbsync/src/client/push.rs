@@ -294,7 +294,27 @@ pub(super) async fn acknowledge_in<C: ConnectionTrait>(
 ) -> Result<bool> {
     // A push carries the oldest entries, so its sequence numbers mostly run unbroken: one
     // range per run, instead of long IN lists.
-    for chunk in crate::table_json::key_ranges(seqs).chunks(200) {
+    let ranges = crate::table_json::key_ranges(seqs);
+    if let [[first, last]] = ranges[..] {
+        // Every entry in the log pushed, the usual case of a node that wrote nothing
+        // meanwhile: a delete without a condition lets SQLite drop the log's pages at once
+        // (0.5 ms for 10,000 entries, 4.6 ms entry by entry). AUTOINCREMENT keeps the
+        // sequence numbers from being reused.
+        let others = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                txn.get_database_backend(),
+                format!(
+                    "SELECT seq FROM dbsync_operations WHERE seq < {first} OR seq > {last} LIMIT 1"
+                ),
+            ))
+            .await?;
+        if others.is_none() {
+            txn.execute_unprepared("DELETE FROM dbsync_operations")
+                .await?;
+            return finish_acknowledgement(txn, registry, text, version, moves).await;
+        }
+    }
+    for chunk in ranges.chunks(200) {
         let ranges = chunk
             .iter()
             .map(|[first, last]| format!("seq BETWEEN {first} AND {last}"))
@@ -303,6 +323,17 @@ pub(super) async fn acknowledge_in<C: ConnectionTrait>(
         txn.execute_unprepared(&format!("DELETE FROM dbsync_operations WHERE {ranges}"))
             .await?;
     }
+    finish_acknowledgement(txn, registry, text, version, moves).await
+}
+
+/// What acknowledging a push does once its entries left the log.
+async fn finish_acknowledgement<C: ConnectionTrait>(
+    txn: &C,
+    registry: &crate::registry::Registry,
+    text: &str,
+    version: Option<i64>,
+    moves: &[MovedKey],
+) -> Result<bool> {
     // Another process sharing this database may have acknowledged the push first; the
     // moves are its to make, once.
     if node_state::clear_pending(txn, text).await? {
