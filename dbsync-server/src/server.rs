@@ -541,7 +541,9 @@ pub(crate) async fn mark_seen<C: ConnectionTrait>(
 
 /// [`mark_seen`] as a transaction of its own, after a pull or a repair: on PostgreSQL it
 /// commits without waiting for the disk (about 1 ms of each pull). A crash may lose the
-/// last few; a node then counts as less advanced than it is, which only delays trimming.
+/// last few: a node then counts as less advanced than it is, which delays trimming, or as
+/// last seen earlier, which may make a node near the inactivity cutoff repair; no row is
+/// lost either way.
 pub(crate) async fn mark_read(
     db: &DatabaseConnection,
     node_id: i64,
