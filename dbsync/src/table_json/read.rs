@@ -91,7 +91,8 @@ impl JsonTable {
             .collect::<Vec<_>>()
             .join(", ");
         let ranges = key_ranges(ids);
-        let (sql, values, rows_at) = match self.backend {
+        // Where the rows start in the answer, and where each reference's keys are.
+        let (sql, values, rows_at, parents_at) = match self.backend {
             DbBackend::Postgres => {
                 // Two arrays rather than one JSON parameter: PostgreSQL plans a join on
                 // `unnest` with a bitmap scan, a page at a time, and one on
@@ -111,6 +112,18 @@ impl JsonTable {
                     ),
                     vec![bounds(0), bounds(1)],
                     2,
+                    // Each reference's own column aggregate, every value in row order.
+                    references
+                        .iter()
+                        .map(|column| {
+                            let position = self.columns.iter().position(|(name, _)| name == column);
+                            position.map(|p| 2 + p).ok_or_else(|| Error::RowCodec {
+                                table: self.table.clone(),
+                                column: column.clone(),
+                                reason: "not a column of the table".into(),
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
                 )
             }
             _ => {
@@ -130,6 +143,7 @@ impl JsonTable {
                     ),
                     vec![ranges.into()],
                     2 + references.len(),
+                    (2..2 + references.len()).collect(),
                 )
             }
         };
@@ -144,18 +158,7 @@ impl JsonTable {
         };
         let rows = self.rows_text(&row, rows_at)?;
         let mut parents = Vec::with_capacity(references.len());
-        for (index, column) in references.iter().enumerate() {
-            let at = if self.backend == DbBackend::Postgres {
-                // PostgreSQL: the column's own aggregate, every value in row order.
-                let position = self.columns.iter().position(|(name, _)| name == column);
-                2 + position.ok_or_else(|| Error::RowCodec {
-                    table: self.table.clone(),
-                    column: column.clone(),
-                    reason: "not a column of the table".into(),
-                })?
-            } else {
-                2 + index
-            };
+        for (column, at) in references.iter().zip(parents_at) {
             let text: Option<String> = row.try_get_by_index(at)?;
             // A value that is no integer (SQLite's loose typing) references no row.
             let keys: Vec<Json> = match text {
